@@ -1,0 +1,48 @@
+"""The hooks a Headrace plugin may implement.
+
+Every hook is synchronous and returns data (objects or classes); the core awaits whatever async
+work those objects do. A plugin never imports another plugin: they meet through core services.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from aiohttp import web
+
+    from .languages import Language
+
+PROJECT = "headrace"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def headrace_languages() -> Iterable["Language"]:
+    """Return the script languages this plugin can run.
+
+    Each item is a :class:`headrace.core.languages.Language` instance with a unique ``id`` (Windmill's
+    language ids: ``python3``, ``bun``, ``go``, ``bash``) and optional ``aliases``. Two plugins offering
+    the same id is an error reported by ``headrace plugins``; the first registered wins.
+    """
+
+
+@hookspec
+def headrace_routes() -> Iterable[tuple[str, str, Any]]:
+    """Return extra HTTP routes as ``(method, path, handler)`` tuples.
+
+    Paths are mounted under ``/api/plugins/``; handlers are aiohttp coroutines taking a request. A
+    route is public unless the handler checks ``request`` auth itself through
+    :func:`headrace.hub.auth.require`.
+    """
+
+
+@hookspec
+def headrace_startup(app: "web.Application") -> Any:
+    """Called once the server's services are up; may return an awaitable the core awaits.
+
+    Use it to start background work tied to the server's lifetime (``app`` carries the core services
+    under :mod:`headrace.hub.keys`).
+    """

@@ -1,0 +1,113 @@
+"""The plugin manager: built-in plugins from one list, third-party ones from the `headrace` entry points.
+
+A plugin that fails to import or register is recorded in ``load_errors`` (and logged) instead of
+stopping the server; ``headrace plugins`` shows it.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import traceback
+from dataclasses import dataclass, field
+
+import pluggy
+
+from . import hookspecs
+
+log = logging.getLogger(__name__)
+
+# The one place where core names plugin modules (datasette's default-plugins pattern).
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "headrace.plugins.languages.python",
+    "headrace.plugins.languages.bash",
+)
+
+ENTRY_POINT_GROUP = "headrace"
+
+
+@dataclass
+class PluginLoadError:
+    name: str
+    version: str | None
+    error: str
+    traceback: str = ""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    hooks: list[str]
+    builtin: bool
+    error: str | None = None
+
+
+@dataclass
+class PluginRegistry:
+    pm: pluggy.PluginManager
+    load_errors: list[PluginLoadError] = field(default_factory=list)
+    versions: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def describe(self) -> list[PluginInfo]:
+        """Every loaded plugin with the hooks it implements, then every plugin that failed to load."""
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            infos.append(
+                PluginInfo(name, self.versions.get(name), hooks, name in DEFAULT_PLUGINS)
+            )
+        for err in self.load_errors:
+            infos.append(PluginInfo(err.name, err.version, [], False, err.error))
+        return infos
+
+
+def _dist_version(ep: importlib.metadata.EntryPoint) -> str | None:
+    dist = getattr(ep, "dist", None)
+    return dist.version if dist is not None else None
+
+
+def build_registry(*, load_entry_points: bool = True, extra: tuple[str, ...] = ()) -> PluginRegistry:
+    """Create a plugin manager with the default plugins, then entry-point plugins, then ``extra``."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    reg = PluginRegistry(pm)
+    for modname in DEFAULT_PLUGINS + tuple(extra):
+        _register_module(reg, modname, modname, version=None)
+    if load_entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            _register_entry_point(reg, ep)
+    return reg
+
+
+def _register_module(reg: PluginRegistry, name: str, modname: str, version: str | None) -> None:
+    try:
+        module = importlib.import_module(modname)
+        reg.pm.register(module, name=name)
+        reg.versions[name] = version
+    except Exception as exc:  # a broken plugin must not take the server down
+        _record(reg, name, version, exc)
+
+
+def _register_entry_point(reg: PluginRegistry, ep: importlib.metadata.EntryPoint) -> None:
+    version = _dist_version(ep)
+    if reg.pm.has_plugin(ep.name) or reg.pm.is_blocked(ep.name):
+        return
+    try:
+        plugin = ep.load()
+        reg.pm.register(plugin, name=ep.name)
+        reg.versions[ep.name] = version
+    except Exception as exc:
+        _record(reg, ep.name, version, exc)
+
+
+def _record(reg: PluginRegistry, name: str, version: str | None, exc: BaseException) -> None:
+    message = f"{type(exc).__name__}: {exc}"
+    log.error("plugin %s failed to load: %s", name, message)
+    reg.load_errors.append(
+        PluginLoadError(name, version, message, "".join(traceback.format_exception(exc)))
+    )

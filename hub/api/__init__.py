@@ -1,0 +1,1 @@
+"""API route modules, one per area. Each exposes ``routes`` (an aiohttp RouteTableDef)."""

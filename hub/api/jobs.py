@@ -1,0 +1,214 @@
+"""Running scripts and reading jobs, on Windmill's routes (see shared/windmill-client-routes.md)."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from headrace.core import scripts as store
+from headrace.core.args import ArgsError, check_args
+from headrace.core.queue import NewJob
+from headrace.core.tokens import Principal
+
+from ..auth import require
+from ..http import ApiError, json_response, read_json
+from ..keys import DB, QUEUE, WAITER
+
+routes = web.RouteTableDef()
+
+DEFAULT_WAIT_S = 300.0
+
+
+def _job_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["id"])
+    except ValueError:
+        raise ApiError(400, "invalid_id", f"{request.match_info['id']!r} is not a job id") from None
+
+
+def _int_query(request: web.Request, name: str, *, minimum: int = 0) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"query parameter {name!r} must be an integer", field=name) from None
+    if value < minimum:
+        raise ApiError(400, "invalid_query", f"query parameter {name!r} must be >= {minimum}", field=name)
+    return value
+
+
+async def _script_for(request: web.Request, p: Principal) -> dict:
+    kind, ref = request.match_info["kind"], request.match_info["ref"]
+    async with request.app[DB].engine.connect() as conn:
+        if kind == "p":
+            script = await store.latest(conn, p.workspace_id, ref)
+        else:
+            script = await store.by_hash(conn, p.workspace_id, ref)
+    if script is None:
+        what = "path" if kind == "p" else "version"
+        raise ApiError(404, "script_not_found", f"no script at {what} {ref!r}")
+    if p.script_path is not None and p.script_path != script["path"]:
+        raise ApiError(403, "forbidden", f"this token may only run {p.script_path!r}")
+    return script
+
+
+async def _new_job(request: web.Request, p: Principal, *, notify_done: bool) -> NewJob:
+    script = await _script_for(request, p)
+    body = await read_json(request, default={}, expect=None)
+    try:
+        args = check_args(script["hash"], script["schema"], body)
+    except ArgsError as exc:
+        raise ApiError(400, "invalid_args", exc.message, field=exc.field) from None
+    delay = _int_query(request, "scheduled_in_secs")
+    parent = request.query.get("parent_job") or None
+    if parent is not None:
+        try:
+            parent = uuid.UUID(parent)
+        except ValueError:
+            raise ApiError(400, "invalid_query", "parent_job must be a job id", field="parent_job") from None
+    tag = request.query.get("tag") or "default"
+    return NewJob(
+        workspace_id=p.workspace_id, language=script["language"], args=args,
+        script_path=script["path"], script_hash=script["hash"], tag=tag,
+        priority=_int_query(request, "priority") or 0,
+        scheduled_for=datetime.now(timezone.utc) + timedelta(seconds=delay) if delay else None,
+        created_by=p.owner, parent_job=parent,
+        max_retries=_int_query(request, "max_retries") or 0,
+        timeout_s=_int_query(request, "timeout", minimum=1),
+        notify_done=notify_done,
+    )
+
+
+@routes.post(r"/api/w/{workspace}/jobs/run/{kind:[ph]}/{ref:.+}")
+async def run_async(request: web.Request) -> web.Response:
+    p = await require(request, "jobs:run", allow_query=True)
+    job = await _new_job(request, p, notify_done=False)
+    await request.app[QUEUE].enqueue(job)
+    # Both Windmill clients read the bare UUID from the text body.
+    return web.Response(text=str(job.id), status=201, content_type="text/plain")
+
+
+@routes.post(r"/api/w/{workspace}/jobs/run_wait_result/{kind:[ph]}/{ref:.+}")
+async def run_wait_result(request: web.Request) -> web.Response:
+    p = await require(request, "jobs:run", allow_query=True)
+    job = await _new_job(request, p, notify_done=True)
+    queue, waiter = request.app[QUEUE], request.app[WAITER]
+    fut = waiter.register(job.id)
+    try:
+        await queue.enqueue(job)
+    except BaseException:
+        waiter.forget(job.id, fut)
+        raise
+
+    async def is_done() -> bool:
+        found = await queue.get(p.workspace_id, job.id)
+        return found is not None and found[0] == "completed"
+
+    wait_s = float(_int_query(request, "wait_timeout", minimum=1) or DEFAULT_WAIT_S)
+    if not await waiter.wait(job.id, fut, wait_s, is_done):
+        raise ApiError(408, "timeout", f"job {job.id} did not finish within {wait_s:g} s; it keeps running",
+                       job_id=str(job.id))
+    _, row = await queue.get(p.workspace_id, job.id)
+    return job_result_response(row)
+
+
+def job_result_response(row: dict) -> web.Response:
+    headers = {"X-Headrace-Job-Id": str(row["id"])}
+    if row["success"]:
+        return json_response(row["result"], headers=headers)
+    error = (row["result"] or {}).get("error", {}) if isinstance(row["result"], dict) else {}
+    return json_response(
+        {"error": {"code": "job_failed", "message": error.get("message", "job failed"),
+                   "name": error.get("name"), "stack": error.get("stack"), "job_id": str(row["id"])}},
+        status=422, headers=headers,
+    )
+
+
+def job_json(kind: str, row: dict) -> dict:
+    common = {
+        "id": row["id"], "workspace_id": row["workspace_id"], "script_path": row["script_path"],
+        "script_hash": row["script_hash"], "language": row["language"], "args": row["args"],
+        "tag": row["tag"], "created_at": row["created_at"], "created_by": row["created_by"],
+        "parent_job": row["parent_job"], "started_at": row["started_at"],
+        "job_kind": "script", "attempts": row["attempts"],
+    }
+    if kind == "completed":
+        duration = None
+        if row["started_at"] is not None:
+            duration = int((row["completed_at"] - row["started_at"]).total_seconds() * 1000)
+        return {**common, "type": "CompletedJob", "success": row["success"], "status": row["status"],
+                "result": row["result"], "completed_at": row["completed_at"], "duration_ms": duration,
+                "canceled": row["status"] == "canceled", "running": False}
+    return {**common, "type": "QueuedJob", "running": row["running"],
+            "scheduled_for": row["scheduled_for"], "canceled": row["canceled"],
+            "canceled_reason": row["canceled_reason"]}
+
+
+async def _find(request: web.Request, scope: str) -> tuple[str, dict]:
+    p = await require(request, scope)
+    job_id = _job_id(request)
+    found = await request.app[QUEUE].get(p.workspace_id, job_id)
+    if found is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id} in this workspace")
+    return found
+
+
+@routes.get("/api/w/{workspace}/jobs_u/get/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    kind, row = await _find(request, "jobs:read")
+    body = job_json(kind, row)
+    if request.query.get("no_logs") not in ("true", "1"):
+        body["logs"] = await request.app[QUEUE].logs(row["id"])
+    return json_response(body)
+
+
+@routes.get("/api/w/{workspace}/jobs_u/get_logs/{id}")
+async def get_logs(request: web.Request) -> web.Response:
+    _, row = await _find(request, "jobs:read")
+    return web.Response(text=await request.app[QUEUE].logs(row["id"]), content_type="text/plain")
+
+
+@routes.get("/api/w/{workspace}/jobs_u/completed/get_result/{id}")
+async def get_result(request: web.Request) -> web.Response:
+    kind, row = await _find(request, "jobs:read")
+    if kind != "completed":
+        raise ApiError(404, "not_completed", f"job {row['id']} has not completed yet")
+    return json_response(row["result"])
+
+
+@routes.get("/api/w/{workspace}/jobs_u/completed/get_result_maybe/{id}")
+async def get_result_maybe(request: web.Request) -> web.Response:
+    kind, row = await _find(request, "jobs:read")
+    if kind == "completed":
+        return json_response({"completed": True, "started": True, "success": row["success"],
+                              "result": row["result"]})
+    return json_response({"completed": False, "started": bool(row["running"]), "success": None,
+                          "result": None})
+
+
+@routes.post("/api/w/{workspace}/jobs_u/queue/cancel/{id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    p = await require(request, "jobs:cancel")
+    job_id = _job_id(request)
+    body = await read_json(request, default={})
+    reason = body.get("reason") or f"canceled by {p.owner}"
+    if not isinstance(reason, str):
+        raise ApiError(400, "invalid_field", "reason must be a string", field="reason")
+    state = await request.app[QUEUE].cancel(p.workspace_id, job_id, reason)
+    if state is None:
+        found = await request.app[QUEUE].get(p.workspace_id, job_id)
+        if found is None:
+            raise ApiError(404, "job_not_found", f"no job {job_id} in this workspace")
+        raise ApiError(409, "already_completed", f"job {job_id} has already completed")
+    return web.Response(text=f"job {job_id} canceled ({state})", content_type="text/plain")
+
+
+@routes.get("/api/w/{workspace}/jobs/list")
+async def list_jobs(request: web.Request) -> web.Response:
+    p = await require(request, "jobs:read")
+    limit = min(_int_query(request, "per_page", minimum=1) or 100, 1000)
+    rows = await request.app[QUEUE].list_jobs(p.workspace_id, request.query.get("script_path_exact"), limit)
+    return json_response(rows)

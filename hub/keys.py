@@ -1,0 +1,21 @@
+"""Typed application state (aiohttp AppKey): the services every handler reaches through the app."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from headrace.core.config import Settings
+from headrace.core.db import Database
+from headrace.core.languages import LanguageCatalog
+from headrace.core.plugins import PluginRegistry
+from headrace.core.queue import JobQueue
+
+from .auth import TokenCache
+from .waiter import JobWaiter
+
+SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", PluginRegistry)
+LANGUAGES = web.AppKey("languages", LanguageCatalog)
+DB = web.AppKey("db", Database)
+QUEUE = web.AppKey("queue", JobQueue)
+WAITER = web.AppKey("waiter", JobWaiter)
+TOKENS = web.AppKey("token_cache", TokenCache)

@@ -1,0 +1,1 @@
+"""Alembic migrations for Headrace (one linear history). Run them with `headrace migrate`."""

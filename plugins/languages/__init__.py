@@ -1,0 +1,1 @@
+"""Built-in language plugins. Each module implements the `headrace_languages` hook."""

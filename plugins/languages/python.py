@@ -1,0 +1,159 @@
+"""Python 3 scripts: `def main(...)` with type hints becomes the job's JSON schema."""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from headrace.core.hookspecs import hookimpl
+from headrace.core.languages import JobContext, Language, ScriptError
+from headrace.core.process import run_process
+from headrace.core.queue import Outcome
+
+WRAPPER = str(Path(__file__).with_name("python_wrapper.py"))
+
+_SIMPLE_TYPES = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "str": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "dict": {"type": "object"},
+    "list": {"type": "array"},
+    "bytes": {"type": "string", "contentEncoding": "base64"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "date": {"type": "string", "format": "date"},
+    "Any": {},
+}
+
+
+def _name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):  # typing.List, datetime.datetime
+        return node.attr
+    return ""
+
+
+def annotation_schema(node: ast.AST | None) -> tuple[dict[str, Any], bool]:
+    """(schema, optional) for one annotation; optional is True for Optional[X] and X | None."""
+    if node is None:
+        return {}, False
+    if isinstance(node, ast.Constant) and node.value is None:
+        return {"type": "null"}, True
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a string annotation
+        try:
+            return annotation_schema(ast.parse(node.value, mode="eval").body)
+        except SyntaxError:
+            return {}, False
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        parts = _union_parts(node)
+        return _union(parts)
+    if isinstance(node, ast.Subscript):
+        outer = _name(node.value)
+        inner = node.slice
+        items = list(inner.elts) if isinstance(inner, ast.Tuple) else [inner]
+        if outer == "Optional":
+            schema, _ = annotation_schema(items[0])
+            return schema, True
+        if outer == "Union":
+            return _union(items)
+        if outer in ("List", "list", "Sequence", "Set", "set", "Tuple", "tuple"):
+            item_schema, _ = annotation_schema(items[0]) if items else ({}, False)
+            return {"type": "array", "items": item_schema}, False
+        if outer in ("Dict", "dict", "Mapping"):
+            return {"type": "object"}, False
+        if outer == "Literal":
+            values = [ast.literal_eval(i) for i in items]
+            return {"enum": values}, False
+        return {}, False
+    return dict(_SIMPLE_TYPES.get(_name(node), {})), False
+
+
+def _union_parts(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _union_parts(node.left) + _union_parts(node.right)
+    return [node]
+
+
+def _union(parts: list[ast.AST]) -> tuple[dict[str, Any], bool]:
+    optional = any(isinstance(p, ast.Constant) and p.value is None for p in parts)
+    rest = [p for p in parts if not (isinstance(p, ast.Constant) and p.value is None)]
+    schemas = [annotation_schema(p)[0] for p in rest]
+    if len(schemas) == 1:
+        return schemas[0], optional
+    return {"anyOf": schemas}, optional
+
+
+def main_schema(content: str) -> dict[str, Any]:
+    """JSON Schema of ``main``'s parameters, read from the source without running it."""
+    try:
+        tree = ast.parse(content, filename="main.py")
+    except SyntaxError as exc:
+        raise ScriptError(f"invalid Python: {exc.msg}", exc.lineno, exc.offset) from None
+    mains = [
+        n for n in tree.body
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "main"
+    ]
+    if not mains:
+        raise ScriptError("the script must define a top-level function main()", 1, 1)
+    fn = mains[-1]
+    if isinstance(fn, ast.AsyncFunctionDef):
+        raise ScriptError("main() must be a plain function, not async def", fn.lineno, fn.col_offset + 1)
+    params = fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs
+    defaults: dict[str, ast.AST] = {}
+    positional = fn.args.posonlyargs + fn.args.args
+    for param, default in zip(positional[len(positional) - len(fn.args.defaults):], fn.args.defaults):
+        defaults[param.arg] = default
+    for param, default in zip(fn.args.kwonlyargs, fn.args.kw_defaults):
+        if default is not None:
+            defaults[param.arg] = default
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for param in params:
+        schema, optional = annotation_schema(param.annotation)
+        if param.arg in defaults:
+            try:
+                schema["default"] = ast.literal_eval(defaults[param.arg])
+            except ValueError:
+                pass  # a computed default: leave it to Python
+        elif not optional:
+            required.append(param.arg)
+        if optional and "type" in schema and schema["type"] != "null":
+            schema = {**schema, "type": [schema["type"], "null"]}
+        properties[param.arg] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "order": [p.arg for p in params],
+        "additionalProperties": fn.args.kwarg is not None,
+    }
+
+
+class Python3(Language):
+    id = "python3"
+    aliases = ("python", "py")
+    file_name = "main.py"
+
+    def schema(self, content: str) -> dict[str, Any]:
+        return main_schema(content)
+
+    async def run(self, ctx: JobContext) -> Outcome:
+        ctx.env["PYTHONUNBUFFERED"] = "1"
+        proc = await run_process([sys.executable, "-s", "-E", WRAPPER, str(ctx.job_dir)], ctx)
+        result_file = ctx.job_dir / "result.json"
+        if proc.returncode == 0 and result_file.exists():
+            return Outcome(True, json.loads(result_file.read_text()))
+        error_file = ctx.job_dir / "error.json"
+        if error_file.exists():
+            error = json.loads(error_file.read_text())
+            return Outcome.failure(error["name"], error["message"], error.get("stack", ""))
+        return Outcome.failure("ExitCode", f"the Python process exited with code {proc.returncode}")
+
+
+@hookimpl
+def headrace_languages():
+    return [Python3()]
