@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
 
     from .languages import Language
+    from .triggers import TriggerKind
 
 PROJECT = "headrace"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -26,6 +27,18 @@ def headrace_languages() -> Iterable["Language"]:
     Each item is a :class:`headrace.core.languages.Language` instance with a unique ``id`` (Windmill's
     language ids: ``python3``, ``bun``, ``go``, ``bash``) and optional ``aliases``. Two plugins offering
     the same id is an error reported by ``headrace plugins``; the first registered wins.
+    """
+
+
+@hookspec
+def headrace_trigger_kinds() -> Iterable["TriggerKind"]:
+    """Return the trigger kinds this plugin provides.
+
+    Each item is a :class:`headrace.core.triggers.TriggerKind` instance with a unique ``id`` (``http``,
+    ``schedule``, ``kafka``...), the JSON Schema of its config, and either ``run()`` (a listener, kept
+    running by the supervisor in exactly one server) or ``route()``/``handle()`` (an HTTP trigger served
+    under ``/api/r/``). Kinds reach the queue only through the event ledger (:mod:`headrace.core.ledger`).
+    The first plugin to register an id wins.
     """
 
 

@@ -143,3 +143,57 @@ job_logs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
 )
 Index("job_logs_by_job", job_logs.c.job_id, job_logs.c.id)
+
+# One table for triggers of every kind; the kind's plugin validates `config` against its JSON Schema.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("script_path", Text, nullable=False),
+    Column("config", JSONB, nullable=False),
+    Column("mode", Text, nullable=False, server_default="enabled"),  # enabled|disabled|suspended|capture
+    Column("error_handler_path", Text, nullable=True),
+    Column("error_handler_args", JSONB, nullable=True),
+    Column("summary", Text, nullable=False, server_default=""),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", DateTime(timezone=True), nullable=True),
+    # Listener triggers run in exactly one server at a time: the one holding the lease.
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_expires", DateTime(timezone=True), nullable=True),
+    # Kind-owned state that must survive restarts (a schedule's last tick, a cursor...).
+    Column("state", JSONB, nullable=True),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+)
+Index("triggers_by_path", triggers.c.workspace_id, triggers.c.kind, triggers.c.path, unique=True)
+
+# The event ledger: every accepted event, written in the same transaction as its job.
+# `source` scopes dedup keys: "trigger:<id>" for a trigger, "script:<path>" for a plain webhook.
+events = Table(
+    "events",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("workspace_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("trigger_id", UUID(as_uuid=True), nullable=True),
+    Column("kind", Text, nullable=False),
+    Column("script_path", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("payload", JSONB, nullable=False),
+    Column("dedup_key", Text, nullable=True),
+    Column("job_id", UUID(as_uuid=True), nullable=True),
+    Column("status", Text, nullable=False),  # queued | captured | suspended | replayed ...
+    Column("replay_of", UUID(as_uuid=True), nullable=True),
+)
+Index(
+    "events_dedup", events.c.workspace_id, events.c.source, events.c.dedup_key, unique=True,
+    postgresql_where=text("dedup_key IS NOT NULL"),
+)
+Index("events_by_trigger", events.c.trigger_id, events.c.received_at.desc())
+Index("events_by_script", events.c.workspace_id, events.c.script_path, events.c.received_at.desc())
+Index("events_by_received", events.c.received_at)
+Index("events_by_job", events.c.job_id, postgresql_where=text("job_id IS NOT NULL"))

@@ -24,6 +24,7 @@ KNOWN_SCOPES = {
     "*", "scripts:read", "scripts:write", "jobs:run", "jobs:read", "jobs:cancel",
     "tokens:read", "tokens:write", "variables:read", "variables:write",
     "resources:read", "resources:write",
+    "triggers:read", "triggers:write", "events:read", "events:write",
 }
 
 

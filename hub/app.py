@@ -14,18 +14,23 @@ from headrace.core.embedded import start_embedded
 from headrace.core.languages import LanguageCatalog
 from headrace.core.migrate import migrate
 from headrace.core.plugins import PluginRegistry, build_registry
+from headrace.core.ledger import EventSink
 from headrace.core.queue import JobQueue
+from headrace.core.supervisor import Supervisor
+from headrace.core.triggers import TriggerKindCatalog
 from headrace.core.worker import Worker
 
-from .api import jobs, meta, scripts, tokens
+from . import http_triggers
+from .api import jobs, meta, scripts, tokens, triggers
 from .auth import TokenCache
 from .http import MAX_BODY, error_response, json_errors
-from .keys import DB, LANGUAGES, QUEUE, REGISTRY, SETTINGS, TOKENS, WAITER
+from .keys import DB, KINDS, LANGUAGES, QUEUE, REGISTRY, SETTINGS, SINK, TOKENS, WAITER
 from .waiter import JobWaiter
 
 log = logging.getLogger(__name__)
 
 WORKER = web.AppKey("worker", Worker)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -42,6 +47,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     yield
     await waiter.close()
     await db.close()
+
+
+async def _triggers(app: web.Application) -> AsyncIterator[None]:
+    sink = EventSink(app[DB].pool)
+    sink.start()
+    app[SINK] = sink
+    supervisor = Supervisor(app[DB].pool, app[KINDS], sink, dsn=app[SETTINGS].database_url)
+    app[SUPERVISOR] = supervisor
+    task = asyncio.create_task(supervisor.run(), name="trigger-supervisor")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await sink.close()
 
 
 def _standalone_worker(slots: int):
@@ -79,12 +97,16 @@ def make_app(settings: Settings, registry: PluginRegistry | None = None, *, work
     app[MAX_BODY] = settings.max_body_bytes
     app[REGISTRY] = registry or build_registry()
     app[LANGUAGES] = LanguageCatalog.from_registry(app[REGISTRY])
+    app[KINDS] = TriggerKindCatalog.from_registry(app[REGISTRY])
     app[TOKENS] = TokenCache()
-    for module in (meta, tokens, scripts, jobs):
+    for module in (meta, tokens, scripts, jobs, triggers):
         app.add_routes(module.routes)
     _plugin_routes(app)
+    app.router.add_route("*", http_triggers.PREFIX + "/{tail:.*}", http_triggers.dispatch)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_triggers)
+    app.cleanup_ctx.append(http_triggers.route_table_ctx)
     if worker:
         app.cleanup_ctx.append(_standalone_worker(settings.worker_slots))
     app.on_startup.append(_plugin_startup)

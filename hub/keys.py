@@ -19,3 +19,10 @@ DB = web.AppKey("db", Database)
 QUEUE = web.AppKey("queue", JobQueue)
 WAITER = web.AppKey("waiter", JobWaiter)
 TOKENS = web.AppKey("token_cache", TokenCache)
+
+# Triggers (imported late: the trigger modules build on the ones above).
+from headrace.core.ledger import EventSink  # noqa: E402
+from headrace.core.triggers import TriggerKindCatalog  # noqa: E402
+
+KINDS = web.AppKey("trigger_kinds", TriggerKindCatalog)
+SINK = web.AppKey("event_sink", EventSink)

@@ -1,0 +1,52 @@
+"""Statements of the event ledger's write path (one transaction per batch, with the jobs)."""
+
+# Parallel arrays, one element per event. A repeated (workspace, source, dedup_key) inserts nothing.
+INSERT_EVENTS = """
+INSERT INTO events (id, workspace_id, source, trigger_id, kind, script_path, payload, dedup_key,
+                    job_id, status, replay_of)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
+                     $7::jsonb[], $8::text[], $9::uuid[], $10::text[], $11::uuid[])
+ON CONFLICT (workspace_id, source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+RETURNING id
+"""
+
+# The first event's job for keys that were already taken.
+EXISTING_BY_KEY = """
+SELECT e.workspace_id, e.source, e.dedup_key, e.id, e.job_id, e.status
+FROM events e
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(ws, source, key)
+  ON e.workspace_id = k.ws AND e.source = k.source AND e.dedup_key = k.key
+"""
+
+LATEST_SCRIPT = """
+SELECT hash, language, schema FROM scripts
+WHERE workspace_id = $1 AND path = $2 AND NOT archived
+ORDER BY created_at DESC LIMIT 1
+"""
+
+SAVE_TRIGGER_STATE = """
+UPDATE triggers SET state = $2::jsonb WHERE id = $1
+"""
+
+# Listener leases: a trigger runs in the one server holding its unexpired lease.
+ACQUIRE_LEASE = """
+UPDATE triggers SET lease_owner = $2, lease_expires = now() + make_interval(secs => $3)
+WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires < now())
+RETURNING id
+"""
+
+RENEW_LEASES = """
+UPDATE triggers SET lease_expires = now() + make_interval(secs => $3)
+WHERE id = ANY($1::uuid[]) AND lease_owner = $2
+RETURNING id
+"""
+
+RELEASE_LEASES = """
+UPDATE triggers SET lease_owner = NULL, lease_expires = NULL
+WHERE id = ANY($1::uuid[]) AND lease_owner = $2
+"""
+
+RECORD_TRIGGER_ERROR = """
+UPDATE triggers SET last_error = $2, last_error_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() END
+WHERE id = $1
+"""

@@ -1,0 +1,142 @@
+"""Serving HTTP-family triggers under /api/r/: one catch-all aiohttp route and our own route table.
+
+aiohttp's router is frozen once the app starts, so routes created at run time live in this table. Every
+server loads it at start-up and reloads it on NOTIFY headrace_triggers, so a created, changed or
+deleted route takes effect everywhere without a restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from headrace.core import trigger_store
+from headrace.core.db import connect
+from headrace.core.triggers import CHANNEL_TRIGGERS, Trigger, TriggerKind
+
+from .http import error_response
+from .keys import DB, KINDS, SETTINGS, SINK
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/r"
+SERVED_MODES = ("enabled", "suspended", "capture")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.~@-]+$")
+
+
+class RoutePatternError(ValueError):
+    pass
+
+
+def compile_pattern(pattern: str) -> tuple[re.Pattern, int]:
+    """``/a/:id/*rest`` -> (regex with named groups, specificity). Raises RoutePatternError."""
+    if not pattern.startswith("/"):
+        raise RoutePatternError("route path must start with /")
+    parts = [p for p in pattern.strip("/").split("/") if p] if pattern != "/" else []
+    regex, static = "", 0
+    for i, part in enumerate(parts):
+        if part.startswith(":"):
+            name = part[1:]
+            if not name.isidentifier():
+                raise RoutePatternError(f"bad parameter name {part!r}")
+            regex += rf"/(?P<{name}>[^/]+)"
+        elif part.startswith("*"):
+            name = part[1:] or "rest"
+            if not name.isidentifier():
+                raise RoutePatternError(f"bad parameter name {part!r}")
+            if i != len(parts) - 1:
+                raise RoutePatternError("a *rest segment must come last")
+            regex += rf"(?:/(?P<{name}>.*))?"
+        else:
+            if not _SEGMENT.match(part):
+                raise RoutePatternError(f"bad path segment {part!r}")
+            regex += "/" + re.escape(part)
+            static += 1
+    return re.compile(f"^{regex or '/'}/?$" if regex else "^/?$"), static * 100 + len(parts)
+
+
+@dataclass
+class _Entry:
+    method: str
+    regex: re.Pattern
+    specificity: int
+    trigger: Trigger
+    kind: TriggerKind
+
+
+class RouteTable:
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+
+    def load(self, triggers: list[Trigger], kinds) -> None:
+        entries = []
+        for t in triggers:
+            if t.mode not in SERVED_MODES:
+                continue
+            kind = kinds.get(t.kind)
+            try:
+                method, pattern = kind.route(t)
+                regex, spec = compile_pattern(f"/{t.workspace_id}/{pattern.lstrip('/')}")
+            except Exception as exc:  # a bad row must not hide the others
+                log.warning("cannot serve trigger %s: %s", t.path, exc)
+                continue
+            entries.append(_Entry(method.upper(), regex, spec, t, kind))
+        entries.sort(key=lambda e: -e.specificity)
+        self.entries = entries
+
+    def match(self, method: str, path: str) -> tuple[_Entry, dict[str, str]] | None | str:
+        """The best entry and its params; "method" when the path matched another method only."""
+        path_matched = False
+        for e in self.entries:
+            m = e.regex.match(path)
+            if m is None:
+                continue
+            if e.method in ("*", method):
+                return e, {k: v for k, v in m.groupdict().items() if v is not None}
+            path_matched = True
+        return "method" if path_matched else None
+
+
+ROUTES = web.AppKey("http_trigger_routes", RouteTable)
+
+
+async def reload(app: web.Application) -> None:
+    kinds = app[KINDS]
+    async with app[DB].engine.connect() as conn:
+        triggers = await trigger_store.list_all(conn, [k.id for k in kinds.of_family("http")])
+    app[ROUTES].load(triggers, kinds)
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    tail = "/" + request.match_info["tail"]
+    found = request.app[ROUTES].match(request.method, tail)
+    if found is None:
+        return error_response(404, "no_route", f"no HTTP trigger serves {request.method} {PREFIX}{tail}")
+    if found == "method":
+        return error_response(405, "method_not_allowed", f"{request.method} is not served at {PREFIX}{tail}")
+    entry, params = found
+    return await entry.kind.handle(request, entry.trigger, params, request.app[SINK])
+
+
+async def route_table_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[ROUTES] = RouteTable()
+    if not app[KINDS].of_family("http"):
+        yield
+        return
+    await reload(app)
+    conn = await connect(app[SETTINGS].database_url)
+    pending: set[asyncio.Task] = set()
+
+    def on_change(*_):
+        task = asyncio.get_running_loop().create_task(reload(app))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    await conn.add_listener(CHANNEL_TRIGGERS, on_change)
+    yield
+    await conn.close()
+    await asyncio.gather(*pending, return_exceptions=True)
