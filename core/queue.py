@@ -33,7 +33,7 @@ class NewJob:
     id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
-@dataclass
+@dataclass(slots=True)
 class ClaimedJob:
     id: uuid.UUID
     workspace_id: str
@@ -98,7 +98,8 @@ class JobQueue:
 
     async def claim(self, worker: str, tags: Iterable[str], limit: int) -> list[ClaimedJob]:
         rows = await self.pool.fetch(sql.CLAIM, worker, list(tags), limit)
-        return [ClaimedJob(**dict(r)) for r in rows]
+        # CLAIM returns ClaimedJob's fields in order: positional is the cheapest construction.
+        return [ClaimedJob(*r) for r in rows]
 
     async def heartbeat(self, worker: str, ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
         rows = await self.pool.fetch(sql.HEARTBEAT, ids, worker)
@@ -120,8 +121,9 @@ class JobQueue:
         )
         return {r["id"] for r in rows}
 
-    async def retry(self, job_id: uuid.UUID, fence: int) -> bool:
-        return await self.pool.fetchval(sql.RETRY, job_id, fence) is not None
+    async def retry(self, job_id: uuid.UUID, fence: int) -> float | None:
+        """Put a failed attempt back after its backoff; seconds until it is due, None if not owned."""
+        return await self.pool.fetchval(sql.RETRY, job_id, fence)
 
     async def sweep_zombies(self, after_s: float) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """Requeue jobs of dead workers; fail those that exhausted their restarts."""
@@ -154,12 +156,14 @@ class JobQueue:
     async def get(self, workspace_id: str, job_id: uuid.UUID) -> tuple[str, dict] | None:
         """('completed' | 'queued', row) for a job of this workspace, or None."""
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(sql.GET_COMPLETED, job_id, workspace_id)
-            if row is not None:
-                return "completed", dict(row)
+            # Queue first: a job leaves the queue and enters completed_jobs in one transaction, so
+            # this order cannot miss a job that completes between the two reads.
             row = await conn.fetchrow(sql.GET_QUEUED, job_id, workspace_id)
             if row is not None:
                 return "queued", dict(row)
+            row = await conn.fetchrow(sql.GET_COMPLETED, job_id, workspace_id)
+            if row is not None:
+                return "completed", dict(row)
         return None
 
     async def list_jobs(self, workspace_id: str, script_path: str | None, limit: int) -> list[dict]:

@@ -39,6 +39,7 @@ WITH j AS (
 SELECT pg_notify('{CHANNEL_JOBS}', tag) FROM (SELECT DISTINCT tag FROM j) t
 """
 
+# Returns ClaimedJob's fields in its field order.
 CLAIM = """
 WITH picked AS (
   SELECT id FROM queue
@@ -97,7 +98,7 @@ UPDATE queue
 SET running = false, worker = NULL, started_at = NULL, last_ping = NULL,
     scheduled_for = now() + make_interval(secs => retry_delay_ms * power(2, attempts - 1) / 1000.0)
 WHERE id = $1 AND fence = $2 AND running
-RETURNING id
+RETURNING extract(epoch FROM scheduled_for - now())::float8
 """
 
 # Jobs whose worker stopped pinging: back to the queue, unless they have used up their restarts.

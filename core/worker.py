@@ -1,12 +1,15 @@
 """The worker loop: claim jobs in batches, run them in N slots, heartbeat, complete in batches.
 
-One asyncio task per running job; four background tasks per worker: the claimer (woken by NOTIFY),
-the heartbeat (which also delivers cancel flags and lost leases), the completer (which flushes logs
-then completes finished jobs in one statement) and the zombie sweep.
+One asyncio task per running process job; an in-process job (Language.isolated False) runs its first
+step inline and gets a task only if it has to wait. Five background tasks per worker: the claimer
+(woken by NOTIFY), the heartbeat (which also delivers cancel flags and lost leases), the completer
+(which flushes logs, then completes every finished job in one statement), the log flusher and the
+zombie sweep.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -16,8 +19,9 @@ import socket
 import tempfile
 import time
 import traceback
+import types
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -36,23 +40,41 @@ IDLE_POLL_S = 1.0  # also picks up jobs whose scheduled_for has come
 LOG_FLUSH_S = 0.1
 # A job without its own timeout still has its token expire this long after it starts.
 DEFAULT_TOKEN_TTL_S = 24 * 3600
+SHUTDOWN_COMPLETE_S = 5.0
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class _Running:
     job: ClaimedJob
     ctx: JobContext
-    task: asyncio.Task | None = None
+    task: asyncio.Task | None = None  # None for an in-process job that finished in its first step
     stop_reason: Outcome | None = None  # set when the job is canceled, timed out or lost
     lost: bool = False
     finishing: bool = False  # outcome handed to the completer: no more cancels
+    outcome: Outcome | None = None
 
 
-@dataclass
-class _Finished:
-    job: ClaimedJob
-    outcome: Outcome
-    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+@types.coroutine
+def _resume(coro, pending):
+    """Continue a coroutine whose first step already ran (and yielded ``pending``) as an awaitable.
+
+    In-process languages usually finish in their first step; those that do not are handed to a task
+    through this, so that a task is created only for the jobs that need one.
+    """
+    while True:
+        try:
+            value = yield pending
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            step = functools.partial(coro.throw, exc)
+        else:
+            step = functools.partial(coro.send, value)
+        try:
+            pending = step()
+        except StopIteration as stop:
+            return stop.value
 
 
 class Worker:
@@ -75,21 +97,23 @@ class Worker:
         self.tags = tags
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.dsn = dsn
+        # Jobs this worker holds: running, or finished and waiting for the completer. A slot is
+        # free again only once the job's completion is committed.
         self.running: dict[uuid.UUID, _Running] = {}
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._finished: list[_Finished] = []
+        self._finished: list[_Running] = []
         self._finished_ready = asyncio.Event()
         self._logs: list[tuple[uuid.UUID, str]] = []
         self._scripts: dict[tuple[str, str], str] = {}
-        self._stopping = False
+        self._side_tasks: set[asyncio.Task] = set()
         self.jobs_dir = Path(tempfile.mkdtemp(prefix="headrace-jobs-"))
         self.completed_count = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Work until cancelled; then stop claiming, cancel running jobs and flush what finished."""
+        """Work until cancelled; then stop claiming, kill running jobs and complete what finished."""
         listener = await self._listen()
         tasks = [
             asyncio.create_task(self._claim_loop(), name="claim"),
@@ -101,7 +125,6 @@ class Worker:
         try:
             await asyncio.gather(*tasks)
         finally:
-            self._stopping = True
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -130,8 +153,13 @@ class Worker:
         except ValueError:
             return
         if job_id in self.running:
-            # The flag itself is read from the row on the next heartbeat; ping now.
-            asyncio.get_running_loop().create_task(self._heartbeat_once())
+            # The flag itself is read from the row by the heartbeat; ping now.
+            self._side_task(self._heartbeat_once())
+
+    def _side_task(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # -- claiming and running -------------------------------------------------------------
 
@@ -143,15 +171,16 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
+            limit = min(free, CLAIM_BATCH)
             try:
-                jobs = await self.queue.claim(self.name, self.tags, min(free, CLAIM_BATCH))
-            except (OSError, asyncpg.PostgresError) as exc:
+                jobs = await self.queue.claim(self.name, self.tags, limit)
+            except Exception as exc:  # database away: keep trying
                 log.warning("claim failed: %s", exc)
                 await asyncio.sleep(IDLE_POLL_S)
                 continue
             for job in jobs:
                 self._start(job)
-            if len(jobs) < free:
+            if len(jobs) < limit:  # the queue is drained: idle until NOTIFY (or the poll)
                 try:
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
                 except asyncio.TimeoutError:
@@ -165,42 +194,65 @@ class Worker:
         )
         entry = _Running(job, ctx)
         self.running[job.id] = entry
+        language = None if job.canceled else self.languages.resolve(job.language)
+        if language is not None and not language.isolated:
+            key = (job.workspace_id, job.script_hash)
+            if job.script_hash is None or key in self._scripts:
+                ctx.content = self._scripts.get(key, "")
+                self._start_in_process(entry, language.run(ctx))
+                return
         entry.task = asyncio.create_task(self._run_job(entry))
 
-    async def _run_job(self, entry: _Running) -> None:
+    def _start_in_process(self, entry: _Running, coro) -> None:
+        """Run an in-process job's first step now; only a job that has to wait gets a task."""
+        try:
+            pending = coro.send(None)
+        except StopIteration as stop:
+            self._finish(entry, stop.value)
+            return
+        except Exception as exc:
+            self._finish(entry, Outcome.failure(type(exc).__name__, str(exc), traceback.format_exc()))
+            return
+        run = asyncio.ensure_future(_resume(coro, pending))
+        entry.task = asyncio.create_task(self._run_job(entry, run))
+
+    async def _run_job(self, entry: _Running, run: asyncio.Future | None = None) -> None:
         job = entry.job
         try:
             if job.canceled:
                 outcome = _canceled(job.canceled_reason)
             else:
-                outcome = await self._attempt(entry)
-            if entry.stop_reason is not None:
-                outcome = entry.stop_reason
-            if not entry.lost:
-                entry.finishing = True
-                await self._finish(job, outcome)
+                outcome = await self._attempt(entry, run)
+        except asyncio.CancelledError:
+            # Stopped before its process started: finish it if it was canceled or timed out.
+            if entry.lost or entry.stop_reason is None:
+                self._drop(entry)
+                raise
+            outcome = entry.stop_reason
         except Exception:  # never lose a job to a worker bug: record it as failed
             log.exception("job %s crashed the worker loop", job.id)
-            await self._finish(job, Outcome.failure("WorkerError", traceback.format_exc()))
-        finally:
-            self.running.pop(job.id, None)
-            if entry.ctx.job_dir is not None:
-                shutil.rmtree(entry.ctx.job_dir, ignore_errors=True)
-            self._slot_free.set()
+            outcome = Outcome.failure("WorkerError", traceback.format_exc())
+        if entry.stop_reason is not None:
+            outcome = entry.stop_reason
+        if entry.lost:  # another worker owns it now
+            self._drop(entry)
+        else:
+            self._finish(entry, outcome)
 
-    async def _attempt(self, entry: _Running) -> Outcome:
+    async def _attempt(self, entry: _Running, run: asyncio.Future | None) -> Outcome:
         job, ctx = entry.job, entry.ctx
-        language = self.languages.resolve(job.language)
-        if language is None:
-            return Outcome.failure(
-                "UnknownLanguage",
-                f"no plugin provides language {job.language!r}; available: {', '.join(self.languages.names())}",
-            )
-        if job.script_hash is not None:
-            ctx.content = await self._script_content(job.workspace_id, job.script_hash)
-        if language.isolated:
-            await self._prepare_isolated(job, ctx, language.file_name)
-        run = asyncio.ensure_future(language.run(ctx))
+        if run is None:
+            language = self.languages.resolve(job.language)
+            if language is None:
+                return Outcome.failure(
+                    "UnknownLanguage",
+                    f"no plugin provides language {job.language!r}; available: {', '.join(self.languages.names())}",
+                )
+            if job.script_hash is not None:
+                ctx.content = await self._script_content(job.workspace_id, job.script_hash)
+            if language.isolated:
+                await self._prepare_isolated(job, ctx, language.file_name)
+            run = asyncio.ensure_future(language.run(ctx))
         timeout = job.timeout_s
         try:
             return await asyncio.wait_for(asyncio.shield(run), timeout)
@@ -211,7 +263,7 @@ class Worker:
             await self._stop(entry, run)
             return entry.stop_reason
         except asyncio.CancelledError:
-            # cancel, lost lease or worker shutdown: _stop() was already called by whoever cancelled
+            # cancel, lost lease or worker shutdown: whoever cancelled set stop_reason / lost
             await self._stop(entry, run)
             if entry.stop_reason is None:
                 raise
@@ -257,36 +309,62 @@ class Worker:
 
     # -- finishing ------------------------------------------------------------------------
 
-    async def _finish(self, job: ClaimedJob, outcome: Outcome) -> None:
-        item = _Finished(job, outcome)
-        self._finished.append(item)
+    def _finish(self, entry: _Running, outcome: Outcome) -> None:
+        """Hand the outcome to the completer; the slot stays taken until the completion commits."""
+        entry.finishing = True
+        entry.outcome = outcome
+        self._remove_job_dir(entry)
+        self._finished.append(entry)
         self._finished_ready.set()
-        await item.done
+
+    def _drop(self, entry: _Running) -> None:
+        """Forget a job this worker no longer owns (lost lease or shutdown)."""
+        self._remove_job_dir(entry)
+        if self.running.get(entry.job.id) is entry:
+            del self.running[entry.job.id]
+            self._slot_free.set()
+
+    @staticmethod
+    def _remove_job_dir(entry: _Running) -> None:
+        if entry.ctx.job_dir is not None:
+            shutil.rmtree(entry.ctx.job_dir, ignore_errors=True)
 
     async def _complete_loop(self) -> None:
         while True:
             await self._finished_ready.wait()
             self._finished_ready.clear()
-            batch, self._finished = self._finished, []
-            try:
-                await self._flush_logs()
-                await self._complete(batch)
-            except Exception as exc:
-                log.error("completing %d jobs failed, will retry: %s", len(batch), exc)
-                self._finished = batch + self._finished
+            if not await self._complete_finished():
                 self._finished_ready.set()
                 await asyncio.sleep(0.5)
-                continue
-            for item in batch:
-                if not item.done.done():
-                    item.done.set_result(None)
 
-    async def _complete(self, batch: list[_Finished]) -> None:
+    async def _complete_finished(self) -> bool:
+        """Flush logs, then complete (or retry) every finished job in one go; False if that failed."""
+        batch, self._finished = self._finished, []
+        if not batch:
+            return True
+        try:
+            await self._flush_logs()
+            await self._complete(batch)
+        except Exception as exc:
+            log.error("completing %d jobs failed, will retry: %s", len(batch), exc)
+            self._finished = batch + self._finished
+            return False
+        for entry in batch:
+            # The job may have been retried and claimed again by now: only free this attempt.
+            if self.running.get(entry.job.id) is entry:
+                del self.running[entry.job.id]
+        self._slot_free.set()
+        return True
+
+    async def _complete(self, batch: list[_Running]) -> None:
         to_complete = []
-        for item in batch:
-            job, outcome = item.job, item.outcome
+        for entry in batch:
+            job, outcome = entry.job, entry.outcome
             if outcome.status == "failure" and job.attempts <= job.max_retries:
-                if await self.queue.retry(job.id, job.fence):
+                delay = await self.queue.retry(job.id, job.fence)
+                if delay is not None:
+                    # Nobody NOTIFYs a retry: wake up when it is due.
+                    asyncio.get_running_loop().call_later(max(delay, 0.0), self._wake.set)
                     continue
             to_complete.append((job.id, job.fence, outcome))
         done = await self.queue.complete_many(to_complete)
@@ -316,16 +394,16 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
 
     async def _heartbeat_once(self) -> None:
-        entries = [e for e in self.running.values() if e.task is not None]
+        entries = list(self.running.values())
         if not entries:
             return
         owned = await self.queue.heartbeat(self.name, [e.job.id for e in entries])
         for entry in entries:
-            row = owned.get(entry.job.id)
-            if entry.stop_reason is not None or entry.finishing or entry.task.done():
+            if entry.stop_reason is not None or entry.finishing or entry.task is None or entry.task.done():
                 continue
+            row = owned.get(entry.job.id)
             if row is None or row["fence"] != entry.job.fence:
-                if entry.job.id in self.running:
+                if self.running.get(entry.job.id) is entry:
                     log.warning("job %s was requeued by another process; abandoning it", entry.job.id)
                     entry.lost = True
                     entry.stop_reason = Outcome.failure("LeaseLost", "job was requeued")
@@ -345,14 +423,18 @@ class Worker:
                 log.warning("zombie sweep failed: %s", exc)
 
     async def _abandon_running(self) -> None:
-        """On shutdown, kill running jobs; their rows are requeued by the zombie sweep."""
-        for entry in list(self.running.values()):
+        """On shutdown: kill running jobs (the zombie sweep requeues their rows), complete finished ones."""
+        for task in self._side_tasks:
+            task.cancel()
+        running = [e for e in self.running.values() if e.task is not None and not e.finishing]
+        for entry in running:
             entry.lost = True
-            if entry.task is not None:
-                entry.task.cancel()
-        await asyncio.gather(
-            *(e.task for e in list(self.running.values()) if e.task), return_exceptions=True
-        )
+            entry.task.cancel()
+        await asyncio.gather(*(e.task for e in running), return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._complete_finished(), SHUTDOWN_COMPLETE_S)
+        except (asyncio.TimeoutError, Exception) as exc:
+            log.warning("could not complete finished jobs at shutdown: %s", exc)
 
 
 def _canceled(reason: str | None) -> Outcome:
