@@ -32,6 +32,7 @@ class PluginLoadError:
     version: str | None
     error: str
     traceback: str = ""
+    package: str | None = None
 
 
 @dataclass
@@ -41,6 +42,8 @@ class PluginInfo:
     hooks: list[str]
     builtin: bool
     error: str | None = None
+    # The distribution that provides the plugin (``headrace`` for built-in ones).
+    package: str | None = None
 
 
 @dataclass
@@ -48,6 +51,7 @@ class PluginRegistry:
     pm: pluggy.PluginManager
     load_errors: list[PluginLoadError] = field(default_factory=list)
     versions: dict[str, str | None] = field(default_factory=dict)
+    packages: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def hook(self):
@@ -58,17 +62,29 @@ class PluginRegistry:
         infos = []
         for name, plugin in self.pm.list_name_plugin():
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
-            infos.append(
-                PluginInfo(name, self.versions.get(name), hooks, name in DEFAULT_PLUGINS)
-            )
+            infos.append(PluginInfo(
+                name, self.versions.get(name), hooks, name in DEFAULT_PLUGINS,
+                package=self.packages.get(name),
+            ))
         for err in self.load_errors:
-            infos.append(PluginInfo(err.name, err.version, [], False, err.error))
+            infos.append(PluginInfo(err.name, err.version, [], err.name in DEFAULT_PLUGINS, err.error,
+                                    package=err.package))
         return infos
 
 
-def _dist_version(ep: importlib.metadata.EntryPoint) -> str | None:
+def _dist(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
+    """(distribution name, version) of the package that declares ``ep``."""
     dist = getattr(ep, "dist", None)
-    return dist.version if dist is not None else None
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("headrace")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return None
 
 
 def build_registry(*, load_entry_points: bool = True, extra: tuple[str, ...] = ()) -> PluginRegistry:
@@ -76,38 +92,51 @@ def build_registry(*, load_entry_points: bool = True, extra: tuple[str, ...] = (
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     reg = PluginRegistry(pm)
-    for modname in DEFAULT_PLUGINS + tuple(extra):
-        _register_module(reg, modname, modname, version=None)
+    own = _own_version()
+    for modname in DEFAULT_PLUGINS:
+        _register_module(reg, modname, modname, version=own, package="headrace")
+    for modname in extra:
+        _register_module(reg, modname, modname, version=None, package=None)
     if load_entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             _register_entry_point(reg, ep)
     return reg
 
 
-def _register_module(reg: PluginRegistry, name: str, modname: str, version: str | None) -> None:
+def _register_module(
+    reg: PluginRegistry, name: str, modname: str, version: str | None, package: str | None
+) -> None:
     try:
         module = importlib.import_module(modname)
         reg.pm.register(module, name=name)
         reg.versions[name] = version
+        reg.packages[name] = package
     except Exception as exc:  # a broken plugin must not take the server down
-        _record(reg, name, version, exc)
+        _record(reg, name, version, package, exc)
 
 
 def _register_entry_point(reg: PluginRegistry, ep: importlib.metadata.EntryPoint) -> None:
-    version = _dist_version(ep)
-    if reg.pm.has_plugin(ep.name) or reg.pm.is_blocked(ep.name):
-        return
+    package, version = _dist(ep)
+    if reg.pm.has_plugin(ep.name) or reg.pm.is_blocked(ep.name) or _failed(reg, ep.name):
+        return  # the same distribution seen twice on sys.path, or a name already taken
     try:
         plugin = ep.load()
         reg.pm.register(plugin, name=ep.name)
         reg.versions[ep.name] = version
-    except Exception as exc:
-        _record(reg, ep.name, version, exc)
+        reg.packages[ep.name] = package
+    except Exception as exc:  # ImportError, a hookimpl pluggy rejects, anything raised on import
+        _record(reg, ep.name, version, package, exc)
 
 
-def _record(reg: PluginRegistry, name: str, version: str | None, exc: BaseException) -> None:
+def _failed(reg: PluginRegistry, name: str) -> bool:
+    return any(err.name == name for err in reg.load_errors)
+
+
+def _record(
+    reg: PluginRegistry, name: str, version: str | None, package: str | None, exc: BaseException
+) -> None:
     message = f"{type(exc).__name__}: {exc}"
     log.error("plugin %s failed to load: %s", name, message)
-    reg.load_errors.append(
-        PluginLoadError(name, version, message, "".join(traceback.format_exception(exc)))
-    )
+    reg.load_errors.append(PluginLoadError(
+        name, version, message, "".join(traceback.format_exception(exc)), package
+    ))

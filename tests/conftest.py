@@ -168,3 +168,91 @@ def headrace_cli(*args: str, env: dict | None = None, check: bool = True, timeou
         [sys.executable, "-m", "headrace.hub.cli", *args], env=full_env, capture_output=True,
         text=True, timeout=timeout, check=check,
     )
+
+
+# -- a `headrace serve` subprocess (appended for the plugin, CLI and embedded-postgres tests) ------
+
+class ServerProcess:
+    """`headrace serve` in a child process, on a free port; stopped with SIGTERM like a real deployment."""
+
+    def __init__(self, python: str, args: list[str], env: dict, log_path: Path):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [python, "-m", "headrace.hub.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.base + "/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server not healthy after {timeout} s:\n{self.log()}")
+
+    def request(self, method: str, path: str, body=None, token: str | None = None, raw: bytes | None = None):
+        """(status, parsed JSON or text) of one request."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                status, text, ctype = r.status, r.read().decode(), r.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, text, ctype = e.code, e.read().decode(), e.headers.get("Content-Type", "")
+        return status, (json.loads(text) if "json" in ctype else text)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def spawn_server(tmp_path):
+    """Start `headrace serve` subprocesses: spawn_server(env=..., python=..., args=[...]); all stopped at teardown."""
+    started: list[ServerProcess] = []
+
+    def spawn(env: dict | None = None, python: str | None = None, args: list[str] | None = None) -> ServerProcess:
+        full_env = {**os.environ, **(env or {})}
+        for name, value in list(full_env.items()):
+            if value is None:
+                del full_env[name]
+        srv = ServerProcess(str(python or sys.executable), args or [], full_env,
+                            tmp_path / f"serve-{len(started)}.log")
+        started.append(srv)
+        return srv
+
+    yield spawn
+    for srv in started:
+        srv.stop()
