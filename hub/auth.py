@@ -6,6 +6,7 @@ Principals are cached for a few seconds (not job tokens, which must die with the
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from aiohttp import web
 
@@ -26,6 +27,11 @@ class TokenCache:
     def get(self, token_hash: str) -> Principal | None:
         hit = self._entries.get(token_hash)
         if hit is None or hit[0] < time.monotonic():
+            return None
+        expires_at = hit[1].expires_at
+        if expires_at is not None and expires_at <= datetime.now(timezone.utc):
+            # Expired while cached: the token must stop working at once, not TTL seconds later.
+            self._entries.pop(token_hash, None)
             return None
         return hit[1]
 
