@@ -249,7 +249,10 @@ class Worker:
                     f"no plugin provides language {job.language!r}; available: {', '.join(self.languages.names())}",
                 )
             if job.script_hash is not None:
-                ctx.content = await self._script_content(job.workspace_id, job.script_hash)
+                try:
+                    ctx.content = await self._script_content(job.workspace_id, job.script_hash)
+                except LookupError as exc:
+                    return Outcome.failure("ScriptNotFound", str(exc))
             if language.isolated:
                 await self._prepare_isolated(job, ctx, language.file_name)
             run = asyncio.ensure_future(language.run(ctx))
