@@ -55,12 +55,16 @@ _HTTP_CODES = {
 
 @web.middleware
 async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        # Refuse before any lookup; bodies without a length are cut off while read (below).
+        return error_response(413, "payload_too_large", f"request body is larger than {limit} bytes",
+                              limit=limit)
     try:
         return await handler(request)
     except ApiError as exc:
         return exc.response()
     except web.HTTPRequestEntityTooLarge:
-        limit = request.app[MAX_BODY]
         return error_response(413, "payload_too_large", f"request body is larger than {limit} bytes",
                               limit=limit)
     except web.HTTPException as exc:
