@@ -2,17 +2,26 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
+import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from headrace.core.hookspecs import hookimpl
 from headrace.core.languages import JobContext, Language, ScriptError
-from headrace.core.process import run_process
+from headrace.core.process import kill_group, run_process
 from headrace.core.queue import Outcome
 
+from .python_zygote_client import PipeReader, ZygoteDied, ZygoteKeeper
+
+log = logging.getLogger(__name__)
+
 WRAPPER = str(Path(__file__).with_name("python_wrapper.py"))
+DRAIN_S = 0.5
 
 _SIMPLE_TYPES = {
     "int": {"type": "integer"},
@@ -134,24 +143,90 @@ def main_schema(content: str) -> dict[str, Any]:
 
 
 class Python3(Language):
+    """Jobs fork from a warm zygote (python_zygote.py); a fresh interpreter is the fallback."""
+
     id = "python3"
     aliases = ("python", "py")
     file_name = "main.py"
+
+    def __init__(self):
+        self.zygotes = ZygoteKeeper()
 
     def schema(self, content: str) -> dict[str, Any]:
         return main_schema(content)
 
     async def run(self, ctx: JobContext) -> Outcome:
         ctx.env["PYTHONUNBUFFERED"] = "1"
+        # A zygote that died before forking the job is replaced once; then a fresh interpreter.
+        for attempt in (1, 2):
+            try:
+                returncode, stderr_tail = await self._run_forked(ctx)
+                break
+            except ZygoteDied as exc:
+                if exc.started:
+                    return Outcome.failure("ZygoteDied", str(exc))
+                if attempt == 2:
+                    log.warning("the Python zygote keeps dying; running in a fresh interpreter")
+                    returncode, stderr_tail = await self._run_fresh(ctx)
+            except OSError as exc:  # no zygote could be started
+                log.warning("Python zygote unavailable, running in a fresh interpreter: %s", exc)
+                returncode, stderr_tail = await self._run_fresh(ctx)
+                break
+        return self._outcome(ctx, returncode, stderr_tail)
+
+    async def _run_forked(self, ctx: JobContext) -> tuple[int, str]:
+        zygote = self.zygotes.get()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            spawn = await zygote.spawn(ctx.job_dir, ctx.env, out_w, err_w)
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        readers = [PipeReader(out_r, ctx.log), PipeReader(err_r, ctx.log)]
+        done = asyncio.gather(*(r.done for r in readers))
+        try:
+            pgid = await spawn.started
+            ctx.process_groups.add(pgid)
+            self.zygotes.forks += 1
+            self.zygotes.cache_hits += spawn.cached
+            returncode = await spawn.exited
+            # Children left in the group may hold the pipes open: drain briefly, then end the whole
+            # group, since a job's processes never outlive it.
+            try:
+                await asyncio.wait_for(asyncio.shield(done), DRAIN_S)
+            except asyncio.TimeoutError:
+                pass
+            kill_group(pgid, signal.SIGKILL)
+        except BaseException:
+            spawn.abandon(signal.SIGKILL)
+            raise
+        finally:
+            if spawn.pid is not None:
+                ctx.process_groups.discard(spawn.pid)
+            for r in readers:
+                r.close()
+        return returncode, readers[1].text()[-2000:].strip()
+
+    async def _run_fresh(self, ctx: JobContext) -> tuple[int, str]:
         proc = await run_process([sys.executable, "-s", "-E", WRAPPER, str(ctx.job_dir)], ctx)
+        return proc.returncode, proc.stderr_tail
+
+    @staticmethod
+    def _outcome(ctx: JobContext, returncode: int, stderr_tail: str) -> Outcome:
         result_file = ctx.job_dir / "result.json"
-        if proc.returncode == 0 and result_file.exists():
+        if returncode == 0 and result_file.exists():
             return Outcome(True, json.loads(result_file.read_text()))
         error_file = ctx.job_dir / "error.json"
         if error_file.exists():
             error = json.loads(error_file.read_text())
             return Outcome.failure(error["name"], error["message"], error.get("stack", ""))
-        return Outcome.failure("ExitCode", f"the Python process exited with code {proc.returncode}")
+        detail = f": {stderr_tail}" if stderr_tail else ""
+        return Outcome.failure("ExitCode", f"the Python process exited with code {returncode}{detail}")
 
 
 @hookimpl
