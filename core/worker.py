@@ -1,10 +1,10 @@
 """The worker loop: claim jobs in batches, run them in N slots, heartbeat, complete in batches.
 
 One asyncio task per running process job; an in-process job (Language.isolated False) runs its first
-step inline and gets a task only if it has to wait. Five background tasks per worker: the claimer
-(woken by NOTIFY), the heartbeat (which also delivers cancel flags and lost leases), the completer
-(which flushes logs, then completes every finished job in one statement), the log flusher and the
-zombie sweep.
+step inline and gets a task only if it has to wait. Background tasks per worker: the listener
+(LISTEN connection, reopened when it drops), the claimer (woken by NOTIFY), the heartbeat (which also
+delivers cancel flags and lost leases), the completer (which flushes logs, then completes every
+finished job in one statement), the log flusher and the zombie sweep.
 """
 from __future__ import annotations
 
@@ -107,6 +107,8 @@ class Worker:
         self._logs: list[tuple[uuid.UUID, str]] = []
         self._scripts: dict[tuple[str, str], str] = {}
         self._side_tasks: set[asyncio.Task] = set()
+        self._listener: asyncpg.Connection | None = None
+        self._listener_lost = asyncio.Event()
         self.jobs_dir = Path(tempfile.mkdtemp(prefix="headrace-jobs-"))
         self.completed_count = 0
 
@@ -114,8 +116,11 @@ class Worker:
 
     async def run(self) -> None:
         """Work until cancelled; then stop claiming, kill running jobs and complete what finished."""
-        listener = await self._listen()
+        if self.dsn is not None:
+            # Listen before the first claim, so that no enqueue falls between the two.
+            self._listener = await self._listen()
         tasks = [
+            asyncio.create_task(self._listen_loop(), name="listen"),
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._complete_loop(), name="complete"),
@@ -129,19 +134,39 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._abandon_running()
-            if listener is not None:
-                await listener.close()
+            if self._listener is not None:
+                await self._listener.close()
             shutil.rmtree(self.jobs_dir, ignore_errors=True)
 
-    async def _listen(self) -> asyncpg.Connection | None:
-        if self.dsn is None:
-            return None
+    async def _listen(self) -> asyncpg.Connection:
         from .db import connect
 
         conn = await connect(self.dsn)
-        await conn.add_listener(sql.CHANNEL_JOBS, self._on_jobs)
-        await conn.add_listener(sql.CHANNEL_CANCEL, self._on_cancel)
+        try:
+            await conn.add_listener(sql.CHANNEL_JOBS, self._on_jobs)
+            await conn.add_listener(sql.CHANNEL_CANCEL, self._on_cancel)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._listener_lost.clear()
+        conn.add_termination_listener(lambda _conn: self._listener_lost.set())
         return conn
+
+    async def _listen_loop(self) -> None:
+        """Reopen the LISTEN connection when it drops; until then the idle poll and heartbeat cover."""
+        if self.dsn is None:
+            return
+        while True:
+            await self._listener_lost.wait()
+            log.warning("lost the NOTIFY connection; reconnecting")
+            self._listener = None
+            while self._listener is None:
+                try:
+                    self._listener = await self._listen()
+                except Exception as exc:
+                    log.warning("cannot listen for notifications yet: %s", exc)
+                    await asyncio.sleep(IDLE_POLL_S)
+            self._wake.set()  # catch up on jobs enqueued while nobody listened
 
     def _on_jobs(self, conn, pid, channel, payload) -> None:
         if payload in self.tags:

@@ -46,6 +46,26 @@ async def test_idle_worker_is_woken_by_notify(scripts, queue, pool, start_worker
     assert (row["success"], row["result"]) == (True, "second")
 
 
+async def test_worker_listens_again_after_losing_its_notify_connection(
+    scripts, queue, pool, start_worker, monkeypatch
+):
+    monkeypatch.setattr(worker_module, "IDLE_POLL_S", 60.0)
+    first = await scripts.job('echo first')
+    await queue.enqueue(first)
+    worker = start_worker()
+    await wait_completed(pool, first.id)
+    old_pid = worker._listener.get_server_pid()
+    assert await pool.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+
+    async def listening_again():
+        conn = worker._listener
+        return conn is not None and not conn.is_closed() and conn.get_server_pid() != old_pid
+    await wait_for(listening_again, what="a new LISTEN connection")
+    second = await scripts.job('echo second')
+    await queue.enqueue(second)
+    assert (await wait_completed(pool, second.id, timeout=20))["result"] == "second"
+
+
 async def test_slots_run_jobs_concurrently(scripts, queue, pool, start_worker):
     jobs = [await scripts.job(f'sleep 0.6\necho {i}') for i in range(3)]
     await queue.enqueue_many(jobs)
