@@ -25,8 +25,9 @@ def headrace_languages() -> Iterable["Language"]:
     """Return the script languages this plugin can run.
 
     Each item is a :class:`headrace.core.languages.Language` instance with a unique ``id`` (Windmill's
-    language ids: ``python3``, ``bun``, ``go``, ``bash``) and optional ``aliases``. Two plugins offering
-    the same id is an error reported by ``headrace plugins``; the first registered wins.
+    language ids: ``python3``, ``bun``, ``go``, ``bash``) and optional ``aliases``. When two plugins
+    offer the same id, the one registered last wins (pluggy calls the last registered first), so a
+    third-party plugin can replace a built-in language.
     """
 
 
@@ -38,7 +39,7 @@ def headrace_trigger_kinds() -> Iterable["TriggerKind"]:
     ``schedule``, ``kafka``...), the JSON Schema of its config, and either ``run()`` (a listener, kept
     running by the supervisor in exactly one server) or ``route()``/``handle()`` (an HTTP trigger served
     under ``/api/r/``). Kinds reach the queue only through the event ledger (:mod:`headrace.core.ledger`).
-    The first plugin to register an id wins.
+    When two plugins offer the same id, the one registered last wins (as for languages).
     """
 
 

@@ -226,3 +226,31 @@ async def test_hook_headrace_trigger_kinds(start, admin_token):
     assert len(jobs) == 1, jobs
     r = await client.get(f"/api/w/main/jobs_u/completed/get_result/{jobs[0]['id']}", headers=h)
     assert (r.status, await r.json()) == (200, "TICK TOCK")
+
+
+class FakePython(Language):
+    id = "python3"
+    isolated = False
+
+    def schema(self, content):
+        return {"type": "object"}
+
+    async def run(self, ctx):
+        return Outcome(True, "not really python")
+
+
+class OverridePlugin:
+    @hookimpl
+    def headrace_languages(self):
+        return [FakePython()]
+
+
+async def test_hook_headrace_languages_later_plugin_replaces_a_builtin(start, admin_token):
+    # As documented in the hookspec: the plugin registered last wins an id.
+    client = await start(OverridePlugin())
+    h = auth(admin_token)
+    r = await client.post("/api/w/main/scripts/create", headers=h,
+                          json={"path": "u/admin/p", "content": "def main(:", "language": "python3"})
+    assert r.status == 201
+    r = await client.post("/api/w/main/jobs/run_wait_result/p/u/admin/p", headers=h, json={})
+    assert (r.status, await r.json()) == (200, "not really python")
