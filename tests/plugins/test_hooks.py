@@ -56,6 +56,12 @@ def test_every_hookspec_has_a_test():
     for name in TESTED_HOOKS & specs:
         assert f"test_hook_{name}" in globals(), name
         assert getattr(hookspecs, name).__doc__, f"{name} has no contract docstring"
+    # ...and a heading in the plugin documentation.
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    for name in specs:
+        assert f"\n### {name}(" in docs, f"docs/plugins.md has no heading for {name}"
 
 
 class Shout(Language):
