@@ -229,7 +229,11 @@ class Worker:
         entry.task = asyncio.create_task(self._run_job(entry))
 
     def _start_in_process(self, entry: _Running, coro) -> None:
-        """Run an in-process job's first step now; only a job that has to wait gets a task."""
+        """Run an in-process job's first step now; only a job that has to wait gets a task.
+
+        That first step runs outside any task (asyncio.current_task() is None there); everything after
+        its first await runs in the job's task.
+        """
         try:
             pending = coro.send(None)
         except StopIteration as stop:
