@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from typing import Any
 
 from headrace.core.hookspecs import hookimpl
@@ -15,6 +16,32 @@ from headrace.core.process import run_process
 from headrace.core.queue import Outcome
 
 _ARG = re.compile(r'^\s*(?:local\s+|declare\s+)?([A-Za-z_][A-Za-z0-9_]*)="\$(?:(\d+)|\{(\d+)(?::-(.*?))?\})"\s*$')
+
+
+_SYNTAX = re.compile(r"line (\d+): (.*)")
+_NEAR_TOKEN = re.compile(r"near unexpected token `(.*)'")
+
+
+def check_syntax(content: str) -> None:
+    """Raise ScriptError with the line (and the column of the offending token) if bash cannot parse it."""
+    try:
+        proc = subprocess.run(["bash", "-n", "/dev/stdin"], input=content.encode(), capture_output=True,
+                              timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # no bash here to ask: the job itself will report the error
+    if proc.returncode == 0:
+        return
+    lines = content.splitlines() or [""]
+    for err in proc.stderr.decode(errors="replace").splitlines():
+        m = _SYNTAX.search(err)
+        if m:
+            line = min(int(m.group(1)), len(lines))  # "unexpected end of file" is one past the end
+            token = _NEAR_TOKEN.search(m.group(2))
+            # bash names the token, not its column: take its last occurrence on the line (earlier
+            # ones were parsed fine, e.g. as arguments).
+            col = lines[line - 1].rfind(token.group(1)) + 1 if token else 0
+            raise ScriptError(f"invalid Bash: {m.group(2)}", line, col or None)
+    raise ScriptError(f"invalid Bash: {proc.stderr.decode(errors='replace').strip()}")
 
 
 def bash_schema(content: str) -> dict[str, Any]:
@@ -60,6 +87,7 @@ class Bash(Language):
     file_name = "main.sh"
 
     def schema(self, content: str) -> dict[str, Any]:
+        check_syntax(content)
         return bash_schema(content)
 
     async def run(self, ctx: JobContext) -> Outcome:
