@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 
-
 async def create(api, content: str, language: str, path: str = "u/admin/bad"):
     r = await api.post("scripts/create", {"path": path, "content": content, "language": language})
     return r.status, await r.json()
