@@ -28,6 +28,8 @@ class Settings:
     # A running job whose worker has not pinged for this long is requeued.
     zombie_after_s: float = 30.0
     kill_grace_s: float = 3.0
+    # Installed dependencies and compiled scripts, shared by jobs; None means data_dir/cache.
+    cache_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -38,6 +40,8 @@ class Settings:
             s.data_dir = Path(env["HEADRACE_DATA_DIR"])
         s.master_key = env.get("HEADRACE_MASTER_KEY") or None
         s.base_url = env.get("HEADRACE_BASE_URL") or None
+        if env.get("HEADRACE_CACHE_DIR"):
+            s.cache_dir = Path(env["HEADRACE_CACHE_DIR"])
         for name, attr, conv in (
             ("HEADRACE_HOST", "host", str),
             ("HEADRACE_PORT", "port", int),
@@ -49,6 +53,10 @@ class Settings:
             if env.get(name):
                 setattr(s, attr, conv(env[name]))
         return s
+
+    @property
+    def job_cache_dir(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
 
     @property
     def api_base_url(self) -> str:

@@ -42,6 +42,10 @@ class JobContext:
     log: Callable[[str], None] = lambda text: None
     # Process groups started for this job: the worker kills them on cancel, timeout or lost lease.
     process_groups: set[int] = field(default_factory=set)
+    # The script version's lock (pinned dependencies, from Language.lock at save time), if any, and
+    # the worker's cache directory for installed dependencies and build products.
+    lock: str | None = None
+    cache_dir: Path | None = None
 
 
 class Language:
@@ -57,6 +61,14 @@ class Language:
     def schema(self, content: str) -> dict[str, Any]:
         """JSON Schema of ``main``'s arguments. Raise ScriptError when the source cannot be parsed."""
         raise NotImplementedError
+
+    async def lock(self, content: str, cache_dir: Path) -> str | None:
+        """Pin the script's third-party dependencies; called once per script version, when it is saved.
+
+        Returns the lock text stored with the version (and handed back as ``JobContext.lock``), or None
+        when the script needs nothing. Raise ScriptError with the resolver's message when it fails.
+        """
+        return None
 
     async def run(self, ctx: JobContext) -> Outcome:
         """Run one job to its outcome. Cancellation arrives as asyncio.CancelledError."""

@@ -205,5 +205,5 @@ VALUES ($1, $2, $3, $4, $5, $6, 'job', now() + make_interval(secs => $7))
 """
 
 GET_SCRIPT_CONTENT = """
-SELECT content FROM scripts WHERE workspace_id = $1 AND hash = $2
+SELECT content, lock FROM scripts WHERE workspace_id = $1 AND hash = $2
 """

@@ -87,9 +87,13 @@ async def by_hash(conn: AsyncConnection, workspace_id: str, script_hash: str) ->
 
 
 async def create(
-    conn: AsyncConnection, languages: LanguageCatalog, workspace_id: str, s: NewScript, created_by: str
+    conn: AsyncConnection, languages: LanguageCatalog, workspace_id: str, s: NewScript, created_by: str,
+    lock: str | None = None,
 ) -> str:
-    """Save a new version (or return the latest hash when nothing changed). Raises ScriptInputError."""
+    """Save a new version (or return the latest hash when nothing changed). Raises ScriptInputError.
+
+    ``lock`` is the version's pinned dependencies (Language.lock), computed before the transaction.
+    """
     check_path(s.path)
     if not isinstance(s.content, str) or not s.content.strip():
         raise ScriptInputError("content", "content must be a non-empty string")
@@ -119,7 +123,7 @@ async def create(
         scripts.insert().values(
             workspace_id=workspace_id, hash=new_hash, path=s.path, parent_hash=current_hash,
             language=language.id, content=s.content, summary=s.summary,
-            description=s.description, schema=schema, created_by=created_by,
+            description=s.description, schema=schema, created_by=created_by, lock=lock,
         )
     )
     return new_hash

@@ -106,6 +106,7 @@ class Worker:
         self._finished_ready = asyncio.Event()
         self._logs: list[tuple[uuid.UUID, str]] = []
         self._scripts: dict[tuple[str, str], str] = {}
+        self._locks: dict[tuple[str, str], str | None] = {}  # each version's pinned dependencies
         self._side_tasks: set[asyncio.Task] = set()
         self._listener: asyncpg.Connection | None = None
         self._listener_lost = asyncio.Event()
@@ -320,7 +321,9 @@ class Worker:
     async def _script_content(self, workspace_id: str, script_hash: str) -> str:
         key = (workspace_id, script_hash)
         if key not in self._scripts:
-            content = await self.pool.fetchval(sql.GET_SCRIPT_CONTENT, workspace_id, script_hash)
+            row = await self.pool.fetchrow(sql.GET_SCRIPT_CONTENT, workspace_id, script_hash)
+            content = row["content"] if row else None
+            self._locks[key] = row["lock"] if row else None
             if content is None:
                 raise LookupError(f"script version {script_hash} does not exist")
             self._scripts[key] = content
@@ -338,6 +341,8 @@ class Worker:
             job.workspace_id, job.created_by, JOB_SCOPES, job.id, float(ttl),
         )
         ctx.env = job_environment(job, token, self.settings.api_base_url, ctx.job_dir)
+        ctx.lock = self._locks.get((job.workspace_id, job.script_hash or ""))
+        ctx.cache_dir = self.settings.job_cache_dir
 
     # -- finishing ------------------------------------------------------------------------
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from headrace.core import scripts as store
+from headrace.core.languages import ScriptError
 
 from ..auth import require
 from ..http import ApiError, field_str, json_response, read_json
-from ..keys import DB, LANGUAGES
+from ..keys import DB, LANGUAGES, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -33,9 +34,20 @@ async def create_script(request: web.Request) -> web.Response:
         description=field_str(body, "description", required=False),
         parent_hash=field_str(body, "parent_hash", required=False, default="") or None,
     )
+    # Dependencies are pinned once per version, outside the transaction (it may take a while).
+    language = request.app[LANGUAGES].resolve(new.language)
+    lock = None
+    if language is not None:
+        try:
+            lock = await language.lock(new.content, request.app[SETTINGS].job_cache_dir)
+        except ScriptError as exc:
+            raise ApiError(400, "invalid_script", exc.message, field="content",
+                           line=exc.line, column=exc.column) from None
     try:
         async with request.app[DB].engine.begin() as conn:
-            script_hash = await store.create(conn, request.app[LANGUAGES], p.workspace_id, new, p.owner)
+            script_hash = await store.create(
+                conn, request.app[LANGUAGES], p.workspace_id, new, p.owner, lock=lock
+            )
     except store.ScriptInputError as exc:
         raise ApiError(400, "invalid_script", exc.message, field=exc.field, **exc.extra) from None
     except store.VersionConflict as exc:

@@ -16,6 +16,7 @@ from headrace.core.languages import JobContext, Language, ScriptError
 from headrace.core.process import kill_group, run_process
 from headrace.core.queue import Outcome
 
+from . import deps_python
 from .python_zygote_client import PipeReader, ZygoteDied, ZygoteKeeper
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,14 @@ class Python3(Language):
     def schema(self, content: str) -> dict[str, Any]:
         return main_schema(content)
 
+    async def lock(self, content: str, cache_dir: Path) -> str | None:
+        return await deps_python.save_time_lock(content, cache_dir)
+
     async def run(self, ctx: JobContext) -> Outcome:
         ctx.env["PYTHONUNBUFFERED"] = "1"
+        failed = await deps_python.prepare_job(ctx)  # cached third-party packages -> paths.json
+        if failed is not None:
+            return failed
         # A zygote that died before forking the job is replaced once; then a fresh interpreter.
         for attempt in (1, 2):
             try:
