@@ -1,6 +1,7 @@
 """The warm Python runner: every job is a fresh child forked from the worker's lean zygote."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -147,7 +148,8 @@ async def test_extra_paths_go_on_the_childs_sys_path(via, tmp_path):
     pkg_dir.mkdir()
     module = f"hr_extra_{uuid.uuid4().hex[:8]}"
     (pkg_dir / f"{module}.py").write_text("VALUE = 'from the cache'\n")
-    script = f"import {module}\n\ndef main():\n    return {module}.VALUE\n"
+    # A dynamic import: the dependency inference must not try to install this module from PyPI.
+    script = f"import importlib\n\ndef main():\n    return importlib.import_module('{module}').VALUE\n"
     env = {"HEADRACE_EXTRA_PATHS": str(pkg_dir)} if via == "env" else {}
     files = {"paths.json": json.dumps([str(pkg_dir)])} if via == "paths.json" else {}
     lang = Python3()
@@ -156,4 +158,15 @@ async def test_extra_paths_go_on_the_childs_sys_path(via, tmp_path):
     # The next job, without the extra path, cannot import it: the zygote's sys.path is untouched.
     outcome, _ = await run_direct(lang, script)
     assert outcome.result["error"]["name"] == "ModuleNotFoundError"
+    lang.zygotes.current.close()
+
+
+async def test_concurrent_jobs_each_get_their_own_child():
+    lang = Python3()
+    script = "import os\n\ndef main(n: int):\n    return [n, os.getpid(), os.getppid()]\n"
+    outcomes = await asyncio.gather(*(run_direct(lang, script, {"n": n}) for n in range(6)))
+    results = [o.result for o, _ in outcomes]
+    assert [r[0] for r in results] == list(range(6))
+    assert len({r[1] for r in results}) == 6  # six children
+    assert {r[2] for r in results} == {lang.zygotes.current.pid}  # one zygote
     lang.zygotes.current.close()
