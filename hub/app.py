@@ -21,6 +21,7 @@ from headrace.core.triggers import TriggerKindCatalog
 from headrace.core.worker import Worker
 
 from . import http_triggers
+from . import openapi
 from .api import jobs, meta, scripts, tokens, triggers
 from .auth import TokenCache
 from .http import MAX_BODY, error_response, json_errors
@@ -102,6 +103,7 @@ def make_app(settings: Settings, registry: PluginRegistry | None = None, *, work
     for module in (meta, tokens, scripts, jobs, triggers):
         app.add_routes(module.routes)
     _plugin_routes(app)
+    openapi.add_route(app)
     app.router.add_route("*", http_triggers.PREFIX + "/{tail:.*}", http_triggers.dispatch)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.cleanup_ctx.append(_database)
