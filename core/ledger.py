@@ -56,6 +56,7 @@ class Event:
     created_by: str = "trigger"
     notify_done: bool = False
     replay_of: uuid.UUID | None = None
+    script_hash: str | None = None  # run this version instead of the path's latest
     job_options: dict[str, Any] = field(default_factory=dict)  # NewJob fields: tag, timeout_s...
 
     @property
@@ -88,6 +89,7 @@ class EventSink:
         self._ready = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self._scripts: dict[tuple[str, str], tuple[float, asyncpg.Record]] = {}
+        self._versions: dict[tuple[str, str], asyncpg.Record] = {}  # a version never changes
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="event-ledger")
@@ -114,6 +116,23 @@ class EventSink:
         self._scripts[key] = (now + SCRIPT_CACHE_S, row)
         return row
 
+    def forget_script(self, workspace_id: str, path: str) -> None:
+        """Drop a cached path lookup (a new version was saved or the script archived on this server)."""
+        self._scripts.pop((workspace_id, path), None)
+
+    async def script_by_hash(self, workspace_id: str, script_hash: str) -> asyncpg.Record:
+        """One version (path, hash, language, schema); cached for good, since versions are immutable."""
+        key = (workspace_id, script_hash)
+        row = self._versions.get(key)
+        if row is None:
+            row = await self.pool.fetchrow(sql.SCRIPT_BY_HASH, workspace_id, script_hash)
+            if row is None:
+                raise ScriptMissing(f"no script version {script_hash!r}")
+            if len(self._versions) > 10_000:
+                self._versions.clear()
+            self._versions[key] = row
+        return row
+
     async def save_state(self, trigger_id: uuid.UUID, state: dict[str, Any]) -> None:
         """Persist a trigger kind's own state (a schedule's last tick, a stream cursor...)."""
         await self.pool.execute(sql.SAVE_TRIGGER_STATE, trigger_id, state)
@@ -134,7 +153,10 @@ class EventSink:
         job = None
         status = {"enabled": "queued", "suspended": "suspended", "capture": "captured"}[event.mode]
         if event.mode != "capture":
-            script = await self.script(event.workspace_id, event.script_path)
+            if event.script_hash is not None:
+                script = await self.script_by_hash(event.workspace_id, event.script_hash)
+            else:
+                script = await self.script(event.workspace_id, event.script_path)
             job = NewJob(
                 workspace_id=event.workspace_id, language=script["language"],
                 args=await self.job_args(event, script), script_path=event.script_path,

@@ -19,9 +19,13 @@ JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(ws, source, key)
 """
 
 LATEST_SCRIPT = """
-SELECT hash, language, schema FROM scripts
+SELECT path, hash, language, schema FROM scripts
 WHERE workspace_id = $1 AND path = $2 AND NOT archived
 ORDER BY created_at DESC LIMIT 1
+"""
+
+SCRIPT_BY_HASH = """
+SELECT path, hash, language, schema FROM scripts WHERE workspace_id = $1 AND hash = $2
 """
 
 SAVE_TRIGGER_STATE = """

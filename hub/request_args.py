@@ -49,21 +49,17 @@ def webhook_options(request: web.Request) -> tuple[bool, list[str]]:
 
 
 async def _multipart(request: web.Request) -> dict[str, Any]:
+    """Form fields; files as {filename, content_type, base64}. ``post()`` enforces the size limit."""
     fields: dict[str, Any] = {}
-    reader = await request.multipart()
-    async for part in reader:
-        if part.name is None:
-            continue
-        data = await part.read(decode=True)
-        if part.filename is not None:
-            value: Any = {
-                "filename": part.filename,
-                "content_type": part.headers.get("Content-Type", "application/octet-stream"),
+    for name, value in (await request.post()).items():
+        if isinstance(value, web.FileField):
+            data = value.file.read()
+            value = {
+                "filename": value.filename,
+                "content_type": value.content_type,
                 "base64": base64.b64encode(data).decode(),
             }
-        else:
-            value = data.decode(part.get_charset(default="utf-8"), errors="replace")
-        _add(fields, part.name, value)
+        _add(fields, name, value)
     return fields
 
 
@@ -120,8 +116,8 @@ async def args_from_request(
     An oversized body raises aiohttp's 413 (turned into JSON by the error middleware).
     """
     ctype = request.content_type if request.body_exists else ""
-    if ctype == "application/octet-stream" and "Content-Type" not in request.headers:
-        ctype = ""  # aiohttp's default when no type was sent: treat like JSON (Windmill's clients).
+    if ctype == "application/octet-stream":
+        ctype = ""  # no type, or the generic one that clients send by default: JSON, like Windmill's.
     if ctype == "multipart/form-data":
         raw_bytes = b""
         body: Any = await _multipart(request)

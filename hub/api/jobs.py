@@ -6,14 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
 
-from headrace.core import scripts as store
-from headrace.core.args import ArgsError, check_args
-from headrace.core.queue import NewJob
+from headrace.core.args import ArgsError
+from headrace.core.ledger import Accepted, Event, ScriptMissing
 from headrace.core.tokens import Principal
 
 from ..auth import require
 from ..http import ApiError, json_response, read_json
-from ..keys import DB, QUEUE, WAITER
+from ..keys import QUEUE, SINK, WAITER
+from ..request_args import args_from_request, response_from_job, webhook_options
 
 routes = web.RouteTableDef()
 
@@ -40,28 +40,25 @@ def _int_query(request: web.Request, name: str, *, minimum: int = 0) -> int | No
     return value
 
 
-async def _script_for(request: web.Request, p: Principal) -> dict:
+async def _script_for(request: web.Request, p: Principal):
+    """The script version to run (cached by the sink: path ~1 s, hash for good), access checked."""
     kind, ref = request.match_info["kind"], request.match_info["ref"]
-    async with request.app[DB].engine.connect() as conn:
+    sink = request.app[SINK]
+    try:
         if kind == "p":
-            script = await store.latest(conn, p.workspace_id, ref)
+            script = await sink.script(p.workspace_id, ref)
         else:
-            script = await store.by_hash(conn, p.workspace_id, ref)
-    if script is None:
+            script = await sink.script_by_hash(p.workspace_id, ref)
+    except ScriptMissing:
         what = "path" if kind == "p" else "version"
-        raise ApiError(404, "script_not_found", f"no script at {what} {ref!r}")
+        raise ApiError(404, "script_not_found", f"no script at {what} {ref!r}") from None
     if p.script_path is not None and p.script_path != script["path"]:
         raise ApiError(403, "forbidden", f"this token may only run {p.script_path!r}")
     return script
 
 
-async def _new_job(request: web.Request, p: Principal, *, notify_done: bool) -> NewJob:
-    script = await _script_for(request, p)
-    body = await read_json(request, default={}, expect=None)
-    try:
-        args = check_args(script["hash"], script["schema"], body)
-    except ArgsError as exc:
-        raise ApiError(400, "invalid_args", exc.message, field=exc.field) from None
+def _job_options(request: web.Request) -> dict:
+    """NewJob fields from the query (Windmill's names; unknown keys are ignored)."""
     delay = _int_query(request, "scheduled_in_secs")
     parent = request.query.get("parent_job") or None
     if parent is not None:
@@ -69,62 +66,101 @@ async def _new_job(request: web.Request, p: Principal, *, notify_done: bool) -> 
             parent = uuid.UUID(parent)
         except ValueError:
             raise ApiError(400, "invalid_query", "parent_job must be a job id", field="parent_job") from None
-    tag = request.query.get("tag") or "default"
-    return NewJob(
-        workspace_id=p.workspace_id, language=script["language"], args=args,
-        script_path=script["path"], script_hash=script["hash"], tag=tag,
-        priority=_int_query(request, "priority") or 0,
-        scheduled_for=datetime.now(timezone.utc) + timedelta(seconds=delay) if delay else None,
-        created_by=p.owner, parent_job=parent,
-        max_retries=_int_query(request, "max_retries") or 0,
-        timeout_s=_int_query(request, "timeout", minimum=1),
-        notify_done=notify_done,
+    return {
+        "tag": request.query.get("tag") or "default",
+        "priority": _int_query(request, "priority") or 0,
+        "scheduled_for": datetime.now(timezone.utc) + timedelta(seconds=delay) if delay else None,
+        "parent_job": parent,
+        "max_retries": _int_query(request, "max_retries") or 0,
+        "timeout_s": _int_query(request, "timeout", minimum=1),
+    }
+
+
+async def _accept(request: web.Request, p: Principal, *, job_id: uuid.UUID, notify_done: bool) -> Accepted:
+    """Record the call in the event ledger with its job (one transaction); dedup by Idempotency-Key."""
+    script = await _script_for(request, p)
+    raw, headers = webhook_options(request)
+    args, payload = await args_from_request(request, raw=raw, headers=headers)
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and len(key) > 255:
+        raise ApiError(400, "invalid_header", "Idempotency-Key is longer than 255 characters",
+                       field="Idempotency-Key")
+    event = Event(
+        workspace_id=p.workspace_id, source=f"script:{script['path']}", kind="webhook",
+        script_path=script["path"], payload=payload, args=args, dedup_key=key,
+        created_by=p.owner, notify_done=notify_done,
+        script_hash=script["hash"] if request.match_info["kind"] == "h" else None,
+        job_options={**_job_options(request), "id": job_id},
     )
+    try:
+        return await request.app[SINK].accept(event)
+    except ArgsError as exc:
+        message = exc.message
+        if payload["body"] is not None and not isinstance(payload["body"], dict):
+            message += "; the body is not a JSON object, so it was passed as the single argument 'body'"
+        raise ApiError(400, "invalid_args", message, field=exc.field) from None
+    except ScriptMissing as exc:  # archived between the lookup and the write
+        raise ApiError(404, "script_not_found", str(exc)) from None
 
 
 @routes.post(r"/api/w/{workspace}/jobs/run/{kind:[ph]}/{ref:.+}")
 async def run_async(request: web.Request) -> web.Response:
     p = await require(request, "jobs:run", allow_query=True)
-    job = await _new_job(request, p, notify_done=False)
-    await request.app[QUEUE].enqueue(job)
+    acc = await _accept(request, p, job_id=uuid.uuid4(), notify_done=False)
+    if acc.job_id is None:
+        raise ApiError(409, "no_job", f"event {acc.event_id} with this Idempotency-Key has no job",
+                       event_id=str(acc.event_id))
     # Both Windmill clients read the bare UUID from the text body.
-    return web.Response(text=str(job.id), status=201, content_type="text/plain")
+    return web.Response(text=str(acc.job_id), status=200 if acc.duplicate else 201,
+                        content_type="text/plain", headers={"X-Headrace-Event-Id": str(acc.event_id)})
 
 
 @routes.post(r"/api/w/{workspace}/jobs/run_wait_result/{kind:[ph]}/{ref:.+}")
 async def run_wait_result(request: web.Request) -> web.Response:
     p = await require(request, "jobs:run", allow_query=True)
-    job = await _new_job(request, p, notify_done=True)
+    wait_s = float(_int_query(request, "wait_timeout", minimum=1) or DEFAULT_WAIT_S)
     queue, waiter = request.app[QUEUE], request.app[WAITER]
-    fut = waiter.register(job.id)
+    job_id = uuid.uuid4()
+    # Registered before the job exists, so that a fast job's notification cannot be missed.
+    fut = waiter.register(job_id)
     try:
-        await queue.enqueue(job)
+        acc = await _accept(request, p, job_id=job_id, notify_done=True)
     except BaseException:
-        waiter.forget(job.id, fut)
+        waiter.forget(job_id, fut)
         raise
+    if acc.duplicate:
+        waiter.forget(job_id, fut)
+        if acc.job_id is None:
+            raise ApiError(409, "no_job", f"event {acc.event_id} with this Idempotency-Key has no job",
+                           event_id=str(acc.event_id))
+        job_id = acc.job_id
+        fut = waiter.register(job_id)
+    row = await wait_for_job(request, p.workspace_id, job_id, fut, wait_s, check_first=acc.duplicate)
+    return response_from_job(row)
+
+
+async def wait_for_job(request: web.Request, workspace_id: str, job_id: uuid.UUID, fut, wait_s: float,
+                       *, check_first: bool = False) -> dict:
+    """The completed job's row once it finished (``fut`` from waiter.register); 408 on timeout."""
+    queue, waiter = request.app[QUEUE], request.app[WAITER]
 
     async def is_done() -> bool:
-        found = await queue.get(p.workspace_id, job.id)
+        found = await queue.get(workspace_id, job_id)
         return found is not None and found[0] == "completed"
 
-    wait_s = float(_int_query(request, "wait_timeout", minimum=1) or DEFAULT_WAIT_S)
-    if not await waiter.wait(job.id, fut, wait_s, is_done):
-        raise ApiError(408, "timeout", f"job {job.id} did not finish within {wait_s:g} s; it keeps running",
-                       job_id=str(job.id))
-    _, row = await queue.get(p.workspace_id, job.id)
-    return job_result_response(row)
+    if check_first and await is_done():
+        waiter.forget(job_id, fut)
+    elif not await waiter.wait(job_id, fut, wait_s, is_done):
+        raise ApiError(408, "timeout", f"job {job_id} did not finish within {wait_s:g} s; it keeps running",
+                       job_id=str(job_id))
+    found = await queue.get(workspace_id, job_id)
+    if found is None or found[0] != "completed":  # deleted meanwhile: should not happen
+        raise ApiError(404, "job_not_found", f"no completed job {job_id} in this workspace")
+    return found[1]
 
 
 def job_result_response(row: dict) -> web.Response:
-    headers = {"X-Headrace-Job-Id": str(row["id"])}
-    if row["success"]:
-        return json_response(row["result"], headers=headers)
-    error = (row["result"] or {}).get("error", {}) if isinstance(row["result"], dict) else {}
-    return json_response(
-        {"error": {"code": "job_failed", "message": error.get("message", "job failed"),
-                   "name": error.get("name"), "stack": error.get("stack"), "job_id": str(row["id"])}},
-        status=422, headers=headers,
-    )
+    return response_from_job(row)
 
 
 def job_json(kind: str, row: dict) -> dict:

@@ -8,7 +8,7 @@ from headrace.core.languages import ScriptError
 
 from ..auth import require
 from ..http import ApiError, field_str, json_response, read_json
-from ..keys import DB, LANGUAGES, SETTINGS
+from ..keys import DB, LANGUAGES, SETTINGS, SINK
 
 routes = web.RouteTableDef()
 
@@ -52,6 +52,7 @@ async def create_script(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_script", exc.message, field=exc.field, **exc.extra) from None
     except store.VersionConflict as exc:
         raise ApiError(409, "conflict", str(exc), latest=exc.latest) from None
+    request.app[SINK].forget_script(p.workspace_id, new.path)  # webhooks run the new version at once
     # Windmill answers the new version's hash as text.
     return web.Response(text=script_hash, status=201, content_type="text/plain")
 
@@ -99,6 +100,7 @@ async def archive_script(request: web.Request) -> web.Response:
     p = await require(request, "scripts:write")
     async with request.app[DB].engine.begin() as conn:
         count = await store.archive(conn, p.workspace_id, request.match_info["path"])
+    request.app[SINK].forget_script(p.workspace_id, request.match_info["path"])
     if not count:
         raise ApiError(404, "not_found", f"no script at path {request.match_info['path']!r}")
     return json_response({"archived": count})
