@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "headrace.plugins.languages.python",
     "headrace.plugins.languages.bash",
+    "headrace.plugins.triggers.http",
 )
 
 ENTRY_POINT_GROUP = "headrace"

@@ -78,6 +78,15 @@ async def _validate(conn: AsyncConnection, kind: TriggerKind, workspace_id: str,
     return values
 
 
+async def _prepare(kind: TriggerKind, conn: AsyncConnection, workspace_id: str, path: str | None,
+                   config: dict) -> dict:
+    try:
+        return await kind.prepare_config(conn, workspace_id, path, config)
+    except TriggerConfigError as exc:
+        field = "config" + (f".{exc.field}" if exc.field else "")
+        raise TriggerInputError(field, f"{field}: {exc.message}") from None
+
+
 async def notify(conn: AsyncConnection, workspace_id: str, kind: str, trigger_id) -> None:
     await conn.execute(
         sa.select(sa.func.pg_notify(CHANNEL_TRIGGERS, f"{workspace_id}:{kind}:{trigger_id}"))
@@ -93,6 +102,7 @@ async def create(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, bo
     if "config" not in body:
         body = {**body, "config": {}}
     values = await _validate(conn, kind, workspace_id, {k: body[k] for k in EDITABLE if k in body})
+    values["config"] = await _prepare(kind, conn, workspace_id, None, values["config"])
     exists = await conn.scalar(
         sa.select(triggers.c.id).where(
             triggers.c.workspace_id == workspace_id, triggers.c.kind == kind.id, triggers.c.path == path
@@ -142,6 +152,8 @@ async def list_all(conn: AsyncConnection, kinds: list[str]) -> list[Trigger]:
 
 async def update(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, path: str, body: dict) -> Trigger:
     values = await _validate(conn, kind, workspace_id, {k: body[k] for k in EDITABLE if k in body})
+    if "config" in values:
+        values["config"] = await _prepare(kind, conn, workspace_id, path, values["config"])
     new_path = body.get("path")
     if new_path is not None and new_path != path:
         if not isinstance(new_path, str) or not PATH_RE.match(new_path):

@@ -69,6 +69,19 @@ class TriggerKind:
     def check_config(self, config: dict[str, Any]) -> None:
         """Checks beyond the JSON Schema; raise TriggerConfigError naming the field."""
 
+    async def prepare_config(self, conn, workspace_id: str, path: str | None,
+                             config: dict[str, Any]) -> dict[str, Any]:
+        """The config to store, after the schema check, inside the create/update transaction.
+
+        ``path`` is the trigger's current path on update, None on create. Raise
+        ``trigger_store.TriggerInputError`` (e.g. status 409 when it clashes with another trigger).
+        """
+        return config
+
+    def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The config as API reads show it: secrets masked."""
+        return config
+
     def args_from_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """main()'s arguments for an event, when the script has no preprocessor.
 

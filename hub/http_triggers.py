@@ -3,6 +3,9 @@
 aiohttp's router is frozen once the app starts, so routes created at run time live in this table. Every
 server loads it at start-up and reloads it on NOTIFY headrace_triggers, so a created, changed or
 deleted route takes effect everywhere without a restart.
+
+URLs carry the workspace first: a route ``/hooks/:id`` of workspace ``main`` is served at
+``/api/r/main/hooks/:id``, so that workspaces never compete for a path.
 """
 from __future__ import annotations
 
@@ -122,21 +125,62 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await entry.kind.handle(request, entry.trigger, params, request.app[SINK])
 
 
+class _Reloader:
+    """Keeps the table in step with the database: one reload at a time, coalescing bursts of NOTIFY,
+    and a fresh LISTEN connection (plus a full reload) whenever the old one drops."""
+
+    RECONNECT_S = 1.0
+
+    def __init__(self, app: web.Application):
+        self.app = app
+        self.dirty = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                conn = await connect(self.app[SETTINGS].database_url)
+            except Exception as exc:
+                log.warning("HTTP routes: cannot listen for changes yet: %s", exc)
+                await asyncio.sleep(self.RECONNECT_S)
+                continue
+            self.lost.clear()
+            conn.add_termination_listener(lambda *_: self.lost.set())
+            try:
+                await conn.add_listener(CHANNEL_TRIGGERS, lambda *_: self.dirty.set())
+                self.dirty.set()  # changes made while we were not listening
+                await self._reload_until_lost()
+            except asyncio.CancelledError:
+                await conn.close()
+                raise
+            except Exception as exc:
+                log.warning("HTTP routes: listener failed: %s", exc)
+            if not conn.is_closed():
+                await conn.close()
+            await asyncio.sleep(self.RECONNECT_S)
+
+    async def _reload_until_lost(self) -> None:
+        while not self.lost.is_set():
+            dirty, lost = asyncio.ensure_future(self.dirty.wait()), asyncio.ensure_future(self.lost.wait())
+            await asyncio.wait({dirty, lost}, return_when=asyncio.FIRST_COMPLETED)
+            dirty.cancel(), lost.cancel()
+            if self.dirty.is_set():
+                self.dirty.clear()  # cleared before reading: a change during the read reloads again
+                try:
+                    await reload(self.app)
+                except Exception as exc:
+                    log.warning("HTTP routes: reload failed, retrying: %s", exc)
+                    self.dirty.set()
+                    await asyncio.sleep(self.RECONNECT_S)
+
+
 async def route_table_ctx(app: web.Application) -> AsyncIterator[None]:
     app[ROUTES] = RouteTable()
     if not app[KINDS].of_family("http"):
         yield
         return
     await reload(app)
-    conn = await connect(app[SETTINGS].database_url)
-    pending: set[asyncio.Task] = set()
-
-    def on_change(*_):
-        task = asyncio.get_running_loop().create_task(reload(app))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    await conn.add_listener(CHANNEL_TRIGGERS, on_change)
+    task = asyncio.create_task(_Reloader(app).run(), name="http-route-table")
     yield
-    await conn.close()
-    await asyncio.gather(*pending, return_exceptions=True)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

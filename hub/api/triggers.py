@@ -13,9 +13,10 @@ from ..keys import DB, KINDS
 routes = web.RouteTableDef()
 
 
-def trigger_json(t: Trigger) -> dict:
+def trigger_json(t: Trigger, kind: TriggerKind | None = None) -> dict:
+    config = kind.public_config(t.config) if kind is not None else t.config  # secrets masked
     return {
-        "id": t.id, "path": t.path, "kind": t.kind, "script_path": t.script_path, "config": t.config,
+        "id": t.id, "path": t.path, "kind": t.kind, "script_path": t.script_path, "config": config,
         "mode": t.mode, "enabled": t.mode == "enabled", "error_handler_path": t.error_handler_path,
         "error_handler_args": t.error_handler_args, "summary": t.summary, "last_error": t.last_error,
         "last_error_at": t.last_error_at, "created_by": t.created_by, "created_at": t.created_at,
@@ -57,7 +58,7 @@ async def create_trigger(request: web.Request) -> web.Response:
             t = await store.create(conn, kind, p.workspace_id, body, p.owner)
     except store.TriggerInputError as exc:
         raise _input_error(exc) from None
-    return json_response(trigger_json(t), status=201)
+    return json_response(trigger_json(t, kind), status=201)
 
 
 @routes.get("/api/w/{workspace}/triggers/{kind}/list")
@@ -66,7 +67,7 @@ async def list_triggers(request: web.Request) -> web.Response:
     kind = kind_of(request)
     async with request.app[DB].engine.connect() as conn:
         items = await store.list_(conn, p.workspace_id, kind.id, request.query.get("script_path"))
-    return json_response([trigger_json(t) for t in items])
+    return json_response([trigger_json(t, kind) for t in items])
 
 
 async def _get(request: web.Request, scope: str) -> tuple[TriggerKind, Trigger]:
@@ -81,8 +82,8 @@ async def _get(request: web.Request, scope: str) -> tuple[TriggerKind, Trigger]:
 
 @routes.get("/api/w/{workspace}/triggers/{kind}/get/{path:.+}")
 async def get_trigger(request: web.Request) -> web.Response:
-    _, t = await _get(request, "triggers:read")
-    return json_response(trigger_json(t))
+    kind, t = await _get(request, "triggers:read")
+    return json_response(trigger_json(t, kind))
 
 
 @routes.get("/api/w/{workspace}/triggers/{kind}/exists/{path:.+}")
@@ -102,7 +103,7 @@ async def _update(request: web.Request, body: dict) -> web.Response:
             t = await store.update(conn, kind, p.workspace_id, request.match_info["path"], body)
     except store.TriggerInputError as exc:
         raise _input_error(exc) from None
-    return json_response(trigger_json(t))
+    return json_response(trigger_json(t, kind))
 
 
 @routes.post("/api/w/{workspace}/triggers/{kind}/update/{path:.+}")
