@@ -22,6 +22,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "headrace.plugins.languages.python",
     "headrace.plugins.languages.bash",
     "headrace.plugins.triggers.http",
+    "headrace.plugins.languages.typescript",
+    "headrace.plugins.languages.go",
 )
 
 ENTRY_POINT_GROUP = "headrace"
