@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason)
+    except HttpProcessingError as exc:  # a malformed body found while reading it (multipart part headers)
+        return error_response(400, "bad_request", f"malformed request body: {exc.message}")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")

@@ -51,7 +51,11 @@ def webhook_options(request: web.Request) -> tuple[bool, list[str]]:
 async def _multipart(request: web.Request) -> dict[str, Any]:
     """Form fields; files as {filename, content_type, base64}. ``post()`` enforces the size limit."""
     fields: dict[str, Any] = {}
-    for name, value in (await request.post()).items():
+    try:
+        form = await request.post()
+    except ValueError as exc:  # no boundary, a malformed part (bad part headers: the error middleware)
+        raise ApiError(400, "invalid_body", f"malformed multipart body: {exc}") from None
+    for name, value in form.items():
         if isinstance(value, web.FileField):
             data = value.file.read()
             value = {
