@@ -230,4 +230,39 @@ class EventSink:
         return results
 
 
+# -- reading the ledger and acting on suspended events (the API's events routes) -----------------
+
+async def get_event(pool: asyncpg.Pool, workspace_id: str, event_id: uuid.UUID) -> dict | None:
+    row = await pool.fetchrow(sql.GET_EVENT, workspace_id, event_id)
+    return dict(row) if row else None
+
+
+async def list_trigger_events(pool: asyncpg.Pool, workspace_id: str, trigger_id: uuid.UUID, *,
+                              status: str | None = None, limit: int = 100) -> list[dict]:
+    return [dict(r) for r in await pool.fetch(sql.LIST_TRIGGER_EVENTS, workspace_id, trigger_id, status, limit)]
+
+
+async def list_events(pool: asyncpg.Pool, workspace_id: str, *, script_path: str | None = None,
+                      kind: str | None = None, status: str | None = None, limit: int = 100) -> list[dict]:
+    return [dict(r) for r in await pool.fetch(sql.LIST_EVENTS, workspace_id, script_path, kind, status, limit)]
+
+
+async def resume_suspended(pool: asyncpg.Pool, workspace_id: str, trigger_id: uuid.UUID) -> list[uuid.UUID]:
+    """Make every job kept while the trigger was suspended due now; returns their ids."""
+    from .queue_sql import CHANNEL_JOBS
+
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(sql.RESUME_SUSPENDED, workspace_id, trigger_id, SUSPENDED_UNTIL)
+        for tag in {r["tag"] for r in rows}:
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL_JOBS, tag)
+    return [r["id"] for r in rows]
+
+
+async def cancel_suspended(pool: asyncpg.Pool, workspace_id: str, trigger_id: uuid.UUID,
+                           reason: str) -> list[uuid.UUID]:
+    """Cancel every job kept while the trigger was suspended (they complete as canceled)."""
+    rows = await pool.fetch(sql.CANCEL_SUSPENDED, workspace_id, trigger_id, SUSPENDED_UNTIL, reason)
+    return [r["id"] for r in rows]
+
+
 __all__ = ["Accepted", "ArgsError", "Event", "EventSink", "ScriptMissing", "EVENT_ARG", "SUSPENDED_UNTIL"]

@@ -54,3 +54,68 @@ RECORD_TRIGGER_ERROR = """
 UPDATE triggers SET last_error = $2, last_error_at = CASE WHEN $2::text IS NULL THEN NULL ELSE now() END
 WHERE id = $1
 """
+
+# -- reading the ledger, and acting on a trigger's suspended events ------------------------------
+
+EVENT_COLUMNS = """id, workspace_id, source, trigger_id, kind, script_path, received_at, payload, dedup_key,
+    job_id, status, replay_of"""
+
+GET_EVENT = f"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = $1 AND id = $2"
+
+LIST_TRIGGER_EVENTS = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE workspace_id = $1 AND trigger_id = $2 AND ($3::text IS NULL OR status = $3)
+ORDER BY received_at DESC LIMIT $4
+"""
+
+LIST_EVENTS = f"""
+SELECT {EVENT_COLUMNS} FROM events
+WHERE workspace_id = $1 AND ($2::text IS NULL OR script_path = $2) AND ($3::text IS NULL OR kind = $3)
+  AND ($4::text IS NULL OR status = $4)
+ORDER BY received_at DESC LIMIT $5
+"""
+
+# Suspended jobs wait with scheduled_for = SUSPENDED_UNTIL; resuming makes them due now.
+RESUME_SUSPENDED = """
+WITH j AS (
+  UPDATE queue q SET scheduled_for = now()
+  FROM events e
+  WHERE e.workspace_id = $1 AND e.trigger_id = $2 AND e.status = 'suspended'
+    AND q.id = e.job_id AND NOT q.running AND q.scheduled_for >= $3
+  RETURNING q.id, q.tag
+), ev AS (
+  UPDATE events SET status = 'queued' FROM j WHERE events.job_id = j.id
+)
+SELECT id, tag FROM j
+"""
+
+CANCEL_SUSPENDED = """
+WITH moved AS (
+  DELETE FROM queue q USING events e
+  WHERE e.workspace_id = $1 AND e.trigger_id = $2 AND e.status = 'suspended'
+    AND q.id = e.job_id AND NOT q.running AND q.scheduled_for >= $3
+  RETURNING q.*, false AS success, 'canceled' AS status,
+    jsonb_build_object('error', jsonb_build_object('name', 'Canceled',
+      'message', 'Job canceled: ' || $4::text)) AS result
+), ins AS (
+  INSERT INTO completed_jobs (id, workspace_id, script_path, script_hash, language, args, tag,
+      created_at, created_by, parent_job, started_at, success, status, result, attempts, worker)
+  SELECT id, workspace_id, script_path, script_hash, language, args, tag, created_at, created_by,
+      parent_job, started_at, success, status, result, attempts, worker
+  FROM moved
+  RETURNING id
+), ev AS (
+  UPDATE events SET status = 'canceled' FROM ins WHERE events.job_id = ins.id
+)
+SELECT id FROM ins
+"""
+
+# Oldest first, a bounded batch per statement so that a large purge never holds long locks.
+# Events whose job still waits suspended are kept: they are the only handle on that job.
+PURGE_EVENTS = """
+DELETE FROM events WHERE id IN (
+  SELECT id FROM events
+  WHERE received_at < now() - make_interval(secs => $1) AND status <> 'suspended'
+  ORDER BY received_at LIMIT $2
+)
+"""

@@ -18,6 +18,7 @@ from ..request_args import args_from_request, response_from_job, webhook_options
 routes = web.RouteTableDef()
 
 DEFAULT_WAIT_S = 300.0
+INT32_MAX = 2**31 - 1
 
 
 def _job_id(request: web.Request) -> uuid.UUID:
@@ -37,6 +38,8 @@ def _int_query(request: web.Request, name: str, *, minimum: int = 0) -> int | No
         raise ApiError(400, "invalid_query", f"query parameter {name!r} must be an integer", field=name) from None
     if value < minimum:
         raise ApiError(400, "invalid_query", f"query parameter {name!r} must be >= {minimum}", field=name)
+    if value > INT32_MAX:  # database columns are 32-bit; larger values also overflow timedelta
+        raise ApiError(400, "invalid_query", f"query parameter {name!r} must be <= {INT32_MAX}", field=name)
     return value
 
 
