@@ -53,6 +53,10 @@ def array(items: dict) -> dict:
     return {"type": "array", "items": items}
 
 
+def int_range(minimum: int, maximum: int = 2**31 - 1) -> dict:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
+
+
 STR = {"type": "string"}
 INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
@@ -144,7 +148,7 @@ COMPONENT_SCHEMAS: dict[str, dict] = {
     "ErrorBody": obj(
         ["error"],
         error={**obj(["code", "message"], code=STR, message=STR,
-                     field={"type": "string", "description": "the offending field, when one is to blame"}),
+                     field={"type": ["string", "null"], "description": "the offending field, when one is to blame"}),
                "additionalProperties": True},
     ),
     "Script": obj(["hash", "path", "language", "content"], content=STR, **SCRIPT_FIELDS),
@@ -167,7 +171,7 @@ COMPONENT_SCHEMAS: dict[str, dict] = {
     "TokenInfo": obj(["prefix", "scopes"], prefix=STR, label=nullable(STR), owner=nullable(STR),
                      scopes=array(STR), script_path=nullable(STR), expires_at=nullable(TIME), created_at=TIME),
     "NewToken": obj([], scopes={**array(STR), "minItems": 1}, label=STR,
-                    expires_in_s={"type": "integer", "minimum": 1},
+                    expires_in_s=int_range(1),
                     script_path={"type": "string", "description": "the token may only run this script"}),
     "CreatedToken": obj(["token", "prefix"], token={"type": "string", "description": "shown once"}, prefix=STR),
     "Trigger": obj(
@@ -194,12 +198,12 @@ def trigger_body(config: dict, *, required: Iterable[str]) -> dict:
 
 W = "/api/w/{workspace}"
 RUN_QUERY = [
-    Query("scheduled_in_secs", {"type": "integer", "minimum": 0}, "start no earlier than this many seconds"),
+    Query("scheduled_in_secs", int_range(0), "start no earlier than this many seconds"),
     Query("tag", STR, "worker tag (default: default)"),
     Query("parent_job", UUID, "the job that started this one"),
-    Query("priority", {"type": "integer", "minimum": 0}),
-    Query("max_retries", {"type": "integer", "minimum": 0}),
-    Query("timeout", {"type": "integer", "minimum": 1}, "seconds before the job is killed"),
+    Query("priority", int_range(0)),
+    Query("max_retries", int_range(0)),
+    Query("timeout", int_range(1), "seconds before the job is killed"),
     Query("raw", {"type": "string", "enum": ["true", "false"]}, "add the raw body as raw_string"),
     Query("include_header", STR, "comma-separated header names passed to the script as arguments"),
 ]
@@ -224,7 +228,7 @@ def _run(kind: str, sync: bool) -> Op:
             **err(409, "the Idempotency-Key names an event that has no job"),
             **err(422, "the job failed: error.name, error.message, error.stack, error.job_id"),
         }
-        query = RUN_QUERY + [Query("wait_timeout", {"type": "integer", "minimum": 1}, "seconds to wait (default 300)")]
+        query = RUN_QUERY + [Query("wait_timeout", int_range(1), "seconds to wait (default 300)")]
         summary = f"Run a script by {what} and wait for its result (sync webhook)"
     else:
         responses = {
@@ -310,7 +314,7 @@ OPERATIONS: dict[tuple[str, str], Op | list[Op]] = {
         scope="jobs:cancel", path_params=JOB_ID, body=obj([], reason=STR), body_required=False),
     ("GET", f"{W}/jobs/list"): Op(
         "Recent jobs, queued and completed", "jobs", ok(array(OBJECT)), scope="jobs:read",
-        query=[Query("script_path_exact", STR), Query("per_page", {"type": "integer", "minimum": 1})]),
+        query=[Query("script_path_exact", STR), Query("per_page", int_range(1))]),
     # triggers (one set of routes for every kind; per-kind create/update are added from the catalog)
     ("GET", f"{W}/triggers/kinds"): Op(
         "Trigger kinds and their config schemas", "triggers", ok(array(ref("TriggerKind"))), scope="triggers:read"),
