@@ -24,6 +24,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "headrace.plugins.triggers.http",
     "headrace.plugins.languages.typescript",
     "headrace.plugins.languages.go",
+    "headrace.plugins.triggers.schedule",
 )
 
 ENTRY_POINT_GROUP = "headrace"
