@@ -56,15 +56,17 @@ async def run_process(argv: list[str], ctx: JobContext, cwd=None) -> ProcessResu
 
     pumps = asyncio.gather(pump(proc.stdout, out_tail), pump(proc.stderr, err_tail))
     try:
-        returncode = await proc.wait()
-        # Children left in the group (`sleep 1000 &`) may hold the pipes open: drain briefly, then
-        # end the whole group, since a job's processes never outlive it.
+        # Not proc.wait(): on Python 3.11 it also waits for the pipes to close, which children left
+        # in the group (`sleep 1000 &`) keep open.
+        await _exited(proc.pid)
+        # Drain briefly, then end the whole group, since a job's processes never outlive it.
         try:
             await asyncio.wait_for(asyncio.shield(pumps), _DRAIN_S)
         except asyncio.TimeoutError:
             pass
         kill_group(proc.pid, signal.SIGKILL)
         await pumps
+        returncode = await proc.wait()
     except asyncio.CancelledError:
         kill_group(proc.pid, signal.SIGKILL)
         pumps.cancel()
@@ -74,6 +76,22 @@ async def run_process(argv: list[str], ctx: JobContext, cwd=None) -> ProcessResu
     lines = [ln for ln in out_tail.decode("utf-8", "replace").splitlines() if ln.strip()]
     stderr_tail = err_tail[-2000:].decode("utf-8", "replace").strip()
     return ProcessResult(returncode, lines[-1] if lines else "", stderr_tail)
+
+
+async def _exited(pid: int) -> None:
+    """Wait until the process ``pid`` has exited (its pidfd becomes readable)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already exited and reaped
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
 
 
 def kill_group(pgid: int, sig: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from headrace.core.hookspecs import hookimpl
 from headrace.core.languages import JobContext, Language, ScriptError
-from headrace.core.process import kill_group, run_process
+from headrace.core.process import run_process
 from headrace.core.queue import Outcome
 
 from . import deps_python
@@ -202,13 +202,12 @@ class Python3(Language):
             self.zygotes.forks += 1
             self.zygotes.cache_hits += spawn.cached
             returncode = await spawn.exited
-            # Children left in the group may hold the pipes open: drain briefly, then end the whole
-            # group, since a job's processes never outlive it.
+            # The zygote has killed what was left in the job's group; a process that left the group
+            # may still hold the pipes open, so drain only briefly.
             try:
                 await asyncio.wait_for(asyncio.shield(done), DRAIN_S)
             except asyncio.TimeoutError:
                 pass
-            kill_group(pgid, signal.SIGKILL)
         except BaseException:
             spawn.abandon(signal.SIGKILL)
             raise

@@ -127,6 +127,12 @@ class Zygote:
     def reap(self, pidfd, request_id, pid):
         self.selector.unregister(pidfd)
         os.close(pidfd)
+        # A job's processes never outlive it. Killing the group before reaping its leader is safe:
+        # until waitpid, the leader's pid (the pgid) cannot be reused by another process.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
         _, status = os.waitpid(pid, 0)
         send(self.sock, {"id": request_id, "exit": os.waitstatus_to_exitcode(status)})
 

@@ -97,3 +97,24 @@ async def test_stopping_a_job_kills_everything_it_started(api, language, stop):
         for p in job_processes(marker, job_id):
             p.kill()
         raise AssertionError(f"processes survived the job: {left}") from None
+
+
+@pytest.mark.parametrize("language", ["bash", "python3"])
+async def test_a_job_that_returns_leaves_nothing_behind(api, language):
+    marker = f"hr-mark-{uuid.uuid4().hex}"
+    if language == "bash":
+        content = 'marker="$1"\nbash -c "sleep 1000; echo $marker" &\nsleep 1000 &\necho done\n'
+    else:
+        content = (
+            "import subprocess, sys\n\n"
+            "def main(marker: str):\n"
+            "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', marker])\n"
+            "    subprocess.Popen(['sleep', '1000'])\n"
+            "    return 'done'\n"
+        )
+    path = f"u/admin/returner_{language}"
+    await api.create_script(path, content, language=language)
+    job_id = await api.run_async(path, {"marker": marker})
+    job = await api.wait_job(job_id, timeout=15)
+    assert (job["success"], job["result"]) == (True, "done"), job
+    await wait_for(lambda: not job_processes(marker, job_id), 3, "the job's processes to end")
