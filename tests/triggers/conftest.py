@@ -100,7 +100,9 @@ async def second_server(settings):
 @pytest.fixture
 async def db(db_url):
     """A plain asyncpg connection to the test database, for reading the ledger."""
-    conn = await asyncpg.connect(db_url)
+    from headrace.core.db import plain_dsn
+
+    conn = await asyncpg.connect(plain_dsn(db_url))
     yield conn
     await conn.close()
 
