@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,9 +29,22 @@ def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
     return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=5)
 
 
+# PostgreSQL's jsonb cannot hold U+0000. A job result or an event body that contains it must not make
+# its whole batch fail (and block the others), so NUL becomes U+FFFD. The look-behind keeps an escaped
+# backslash followed by "u0000" (an even run of backslashes) as it is.
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def encode_json(value) -> str:
+    text = json.dumps(value, default=str)
+    if "\\u0000" in text:
+        text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
+    return text
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
-        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typ, encoder=encode_json, decoder=json.loads, schema="pg_catalog")
 
 
 async def make_pool(url: str, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
