@@ -146,8 +146,9 @@ class JobQueue:
 
     async def append_logs(self, chunks: list[tuple[uuid.UUID, str]]) -> None:
         if chunks:
+            # PostgreSQL text cannot hold NUL; a job printing one must not lose its log.
             await self.pool.execute(
-                sql.APPEND_LOGS, [c[0] for c in chunks], [c[1] for c in chunks]
+                sql.APPEND_LOGS, [c[0] for c in chunks], [c[1].replace("\x00", "\ufffd") for c in chunks]
             )
 
     async def logs(self, job_id: uuid.UUID) -> str:

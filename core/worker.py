@@ -382,6 +382,22 @@ class Worker:
         try:
             await self._flush_logs()
             await self._complete(batch)
+        except asyncpg.DataError as exc:
+            # One outcome the database refuses must not hold back the rest: complete one by one,
+            # and fail the job whose result cannot be stored.
+            log.error("a batch of %d completions was refused (%s); completing one by one", len(batch), exc)
+            for entry in batch:
+                try:
+                    await self._complete([entry])
+                except asyncpg.DataError as one:
+                    entry.outcome = Outcome.failure("ResultNotStorable", f"the job's result could not be stored: {one}")
+                    try:
+                        await self._complete([entry])
+                    except Exception:
+                        self._finished.append(entry)
+                except Exception:
+                    self._finished.append(entry)
+            batch = [e for e in batch if e not in self._finished]
         except Exception as exc:
             log.error("completing %d jobs failed, will retry: %s", len(batch), exc)
             self._finished = batch + self._finished

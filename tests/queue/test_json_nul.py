@@ -10,3 +10,10 @@ async def test_result_with_nul_completes_and_does_not_block_other_jobs(api):
     assert jobs[0]["success"] is True
     assert jobs[0]["result"] == {"s": "a\ufffdb", "lit": "\\u0000"}
     assert [j["result"] for j in jobs[1:]] == [0, 1, 2]
+
+
+async def test_log_with_nul_is_kept_and_job_completes(api):
+    await api.create_script("u/admin/nullog", 'def main():\n    print("before\\x00after", flush=True)\n    return 1\n')
+    job = await api.wait_job(await api.run_async("u/admin/nullog"))
+    assert job["success"] is True and job["result"] == 1
+    assert "before\ufffdafter" in job["logs"]
