@@ -11,6 +11,7 @@ from aiohttp import web
 from headrace.core.config import Settings
 from headrace.core.db import Database
 from headrace.core.embedded import start_embedded
+from headrace.core.error_handlers import ErrorHandlerRunner
 from headrace.core.languages import LanguageCatalog
 from headrace.core.migrate import migrate
 from headrace.core.plugins import PluginRegistry, build_registry
@@ -63,6 +64,11 @@ async def _triggers(app: web.Application) -> AsyncIterator[None]:
     await sink.close()
 
 
+async def _error_handlers(app: web.Application) -> AsyncIterator[None]:
+    async with ErrorHandlerRunner(app[DB].pool, app[SINK], dsn=app[SETTINGS].database_url).running():
+        yield
+
+
 def _standalone_worker(slots: int):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         worker = Worker(app[DB].pool, app[LANGUAGES], app[SETTINGS], slots=slots,
@@ -108,6 +114,7 @@ def make_app(settings: Settings, registry: PluginRegistry | None = None, *, work
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_triggers)
+    app.cleanup_ctx.append(_error_handlers)
     app.cleanup_ctx.append(http_triggers.route_table_ctx)
     app.cleanup_ctx.append(events.retention_ctx)
     if worker:

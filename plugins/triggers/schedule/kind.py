@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from headrace.core.error_handlers import wants_done_notice
 from headrace.core.ledger import SUSPENDED_UNTIL, Event, EventSink
 from headrace.core.triggers import Trigger, TriggerKind
 
@@ -134,7 +135,7 @@ class ScheduleRunner:
             script_path=self.trigger.script_path, payload=payload, args=dict(self.config.args),
             dedup_key=tick_key(t), mode=self.trigger.mode, trigger_id=self.trigger.id,
             created_by=f"schedule:{self.trigger.path}",
-            notify_done=self.trigger.error_handler_path is not None, job_options=job_options,
+            notify_done=wants_done_notice(self.trigger), job_options=job_options,
         ))
 
     async def record_skip(self, t: datetime, reason: str, **detail: Any) -> None:
