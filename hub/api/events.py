@@ -22,7 +22,7 @@ from .triggers import kind_of
 routes = web.RouteTableDef()
 
 MAX_LIMIT = 1000
-STATUSES = ("queued", "suspended", "captured", "canceled")
+STATUSES = ("queued", "suspended", "captured", "canceled", "skipped")
 
 
 def event_json(row: dict) -> dict:
