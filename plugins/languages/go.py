@@ -200,19 +200,28 @@ class Go(Language):
         })
         return env
 
+    @staticmethod
+    def wrapper_source(order: list[str]) -> str:
+        return TEMPLATE.read_text().replace("/*ORDER*/", ", ".join(json.dumps(name) for name in order))
+
+    def binary_path(self, cache_dir: Path, content: str, order: list[str] | None = None) -> Path:
+        """Where the binary of ``content`` is cached: keyed by the hash of everything built into it."""
+        if order is None:
+            order = main_schema(content)["order"]
+        _, version = self._toolchain() or ("", "")
+        parts = (version, self.wrapper_source(order), EXPORT_GO, content)
+        return cache_dir / "go" / "bin" / hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
     async def binary(self, ctx: JobContext, order: list[str]) -> Path | Outcome:
         """The compiled binary of this script version: from the cache, else built now."""
         toolchain = self._toolchain()
         if toolchain is None:
             return Outcome.failure("GoNotFound", "go is not installed (apt-get install golang-go, or set HEADRACE_GO)")
         go, version = toolchain
-        template = TEMPLATE.read_text()
-        order_go = ", ".join(json.dumps(name) for name in order)
-        wrapper = template.replace("/*ORDER*/", order_go)
-        key = hashlib.sha256("\0".join((version, wrapper, EXPORT_GO, ctx.content)).encode()).hexdigest()[:32]
+        wrapper = self.wrapper_source(order)
         cache_dir = ctx.cache_dir or Settings.from_env().job_cache_dir
-        bin_dir = cache_dir / "go" / "bin"
-        target = bin_dir / key
+        target = self.binary_path(cache_dir, ctx.content, order)
+        bin_dir, key = target.parent, target.name
         if target.exists():
             return target
         bin_dir.mkdir(parents=True, exist_ok=True)
