@@ -12,6 +12,7 @@ from headrace.core import ledger, trigger_store
 from headrace.core.args import ArgsError
 from headrace.core.ledger import Event, ScriptMissing
 from headrace.core.retention import retention_loop
+from headrace.core.triggers import TriggerKind
 
 from ..auth import require
 from ..http import ApiError, json_response, read_json
@@ -114,6 +115,8 @@ async def get_event(request: web.Request) -> web.Response:
 def replay_args(request: web.Request, row: dict) -> dict:
     """main()'s arguments for a stored event, rebuilt the way its source built them."""
     kind = request.app[KINDS].get(row["kind"])
+    if kind is not None and type(kind).args_from_event is not TriggerKind.args_from_event:
+        return kind.args_from_event({"kind": row["kind"], **row["payload"]})  # e.g. http: + path params
     if row["kind"] == "webhook" or (kind is not None and kind.family == "http"):
         return args_from_payload(row["payload"])
     envelope = {"kind": row["kind"], **row["payload"]}
@@ -150,3 +153,48 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+# -- the OpenAPI description of these routes (merged into hub/openapi.py's table) -------------------
+
+def _document() -> None:
+    from .. import openapi as doc
+
+    w, path = doc.W, {"path": doc.WM_PATH}
+    event_id = {"id": {**doc.STR, "description": "an event id (UUID)"}}
+    event = doc.obj(
+        ["id", "kind", "source", "script_path", "received_at", "payload", "status"],
+        id=doc.UUID, kind=doc.STR, source=doc.STR, trigger_id=doc.nullable(doc.UUID), script_path=doc.STR,
+        received_at=doc.TIME, payload=doc.OBJECT, dedup_key=doc.nullable(doc.STR),
+        job_id=doc.nullable(doc.UUID), status={"type": "string", "enum": list(STATUSES)},
+        replay_of=doc.nullable(doc.UUID),
+    )
+    filters = [doc.Query("status", {"type": "string", "enum": list(STATUSES)}),
+               doc.Query("limit", doc.int_range(1, MAX_LIMIT), "how many, newest first (default 100)")]
+    bulk = doc.obj(["job_ids"], job_ids=doc.array(doc.UUID), resumed=doc.INT, canceled=doc.INT)
+    doc.OPERATIONS.update({
+        ("GET", f"{w}/triggers/{{kind}}/events/{{path}}"): doc.Op(
+            "A trigger's recent events", "events", doc.ok(doc.array(event)), scope="events:read",
+            query=filters, path_params=path),
+        ("POST", f"{w}/triggers/{{kind}}/resume/{{path}}"): doc.Op(
+            "Run every job kept while the trigger was suspended", "events", doc.ok(bulk),
+            scope="triggers:write", path_params=path),
+        ("POST", f"{w}/triggers/{{kind}}/cancel_suspended/{{path}}"): doc.Op(
+            "Cancel every job kept while the trigger was suspended", "events", doc.ok(bulk),
+            scope="triggers:write", path_params=path, body=doc.obj([], reason=doc.STR), body_required=False),
+        ("GET", f"{w}/events/list"): doc.Op(
+            "Recent events of the workspace or of one script", "events", doc.ok(doc.array(event)),
+            scope="events:read", query=[doc.Query("script_path", doc.STR), doc.Query("kind", doc.STR),
+                                        *filters, doc.Query("per_page", doc.int_range(1, MAX_LIMIT))]),
+        ("GET", f"{w}/events/get/{{id}}"): doc.Op(
+            "One event", "events", doc.ok(event), scope="events:read", path_params=event_id, may_400=True),
+        ("POST", f"{w}/events/replay/{{id}}"): doc.Op(
+            "Run an event again as a new job (new ledger row with replay_of)", "events",
+            {**doc.ok(doc.obj(["event_id", "job_id", "replay_of"], event_id=doc.UUID, job_id=doc.UUID,
+                              replay_of=doc.UUID), "created", 201),
+             **doc.err(409, "the script is gone or the stored arguments no longer fit it")},
+            scope="events:write", path_params=event_id, may_400=True),
+    })
+
+
+_document()
