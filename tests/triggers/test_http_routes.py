@@ -407,3 +407,14 @@ async def test_jwks_unreachable_is_503(make_route, wait_route, server):
     r = await server.post("/api/r/main/rs", json={}, headers={"Authorization": f"Bearer {token}"})
     assert r.status == 503 and (await r.json())["error"]["code"] == "jwks_unavailable"
 
+
+
+async def test_replay_rebuilds_params_and_body(make_route, wait_route, server, api):
+    await _live(make_route, wait_route, server, "/re/:id", "/main/re/1", mode="capture")
+    r = await server.post("/api/r/main/re/9", json={"x": 2})
+    assert r.status == 202
+    captured = await r.json()
+    r = await api.post(f"events/replay/{captured['event_id']}", {})
+    assert r.status == 201, await r.text()
+    job = await api.wait_job((await r.json())["job_id"])
+    assert job["result"] == {"x": 2, "id": "9"}

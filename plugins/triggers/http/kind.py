@@ -20,7 +20,7 @@ from headrace.core.triggers import Trigger, TriggerConfigError, TriggerKind
 from headrace.hub.api.jobs import wait_for_job
 from headrace.hub.http import ApiError, json_response
 from headrace.hub.keys import WAITER
-from headrace.hub.request_args import args_from_request, response_from_job
+from headrace.hub.request_args import args_from_payload, args_from_request, response_from_job
 
 from . import config as cfg
 from .auth import RouteAuthError, authenticate, secret_headers
@@ -62,6 +62,10 @@ class HttpRouteKind(TriggerKind):
 
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return cfg.masked(config)
+
+    def args_from_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """main()'s arguments rebuilt from a stored event (replay): body args, then path params."""
+        return {**args_from_payload(event), **(event.get("params") or {})}
 
     # -- serving ------------------------------------------------------------------------------
     def route(self, trigger: Trigger) -> tuple[str, str]:
