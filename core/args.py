@@ -20,11 +20,64 @@ def _validator(key: str, schema: dict[str, Any]):
     v = _validators.get(key)
     if v is None:
         clean = {k: val for k, val in schema.items() if k not in _HINT_KEYS}
-        v = jsonschema.validators.validator_for(clean)(clean)
+        v = (jsonschema.validators.validator_for(clean)(clean), _fast_check(schema))
         if len(_validators) > 4096:
             _validators.clear()
         _validators[key] = v
     return v
+
+
+# The webhook hot path validates every call: for the flat schemas that main() signatures produce, a plain
+# isinstance check accepts valid arguments ~20x faster than jsonschema. It only ever accepts; anything it
+# does not accept goes through jsonschema, which decides and names the field.
+_FAST_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+}
+_FAST_TOP_KEYS = {"$schema", "type", "properties", "required", "order", "additionalProperties"}
+_FAST_PROP_KEYS = {"type", "default", "description", "title"}
+
+
+def _fast_check(schema: dict[str, Any]):
+    """A predicate that accepts only arguments the schema accepts, or None if the schema is not flat."""
+    props = schema.get("properties", {})
+    if (set(schema) - _FAST_TOP_KEYS or schema.get("type") != "object" or not isinstance(props, dict)
+            or not isinstance(schema.get("additionalProperties", True), bool)):
+        return None
+    checks: dict[str, list] = {}
+    for name, prop in props.items():
+        if not isinstance(prop, dict) or set(prop) - _FAST_PROP_KEYS:
+            return None
+        types = prop.get("type")
+        if types is None:
+            checks[name] = []
+            continue
+        types = [types] if isinstance(types, str) else types
+        if not isinstance(types, list) or any(t not in _FAST_TYPES for t in types):
+            return None
+        checks[name] = [_FAST_TYPES[t] for t in types]
+    required = list(schema.get("required", []))
+    closed = schema.get("additionalProperties", True) is False
+
+    def accepts(args: dict[str, Any]) -> bool:
+        for name in required:
+            if name not in args:
+                return False
+        for name, value in args.items():
+            preds = checks.get(name)
+            if preds is None:
+                if closed:
+                    return False
+            elif preds and not any(p(value) for p in preds):
+                return False
+        return True
+
+    return accepts
 
 
 def check_args(key: str, schema: dict[str, Any], args: Any) -> dict[str, Any]:
@@ -34,7 +87,8 @@ def check_args(key: str, schema: dict[str, Any], args: Any) -> dict[str, Any]:
     """
     if not isinstance(args, dict):
         raise ArgsError(None, "arguments must be a JSON object")
-    errors = sorted(_validator(key, schema).iter_errors(args), key=lambda e: list(e.path))
+    validator, fast = _validator(key, schema)
+    errors = [] if fast is not None and fast(args) else sorted(validator.iter_errors(args), key=lambda e: list(e.path))
     if errors:
         err = errors[0]
         props = schema.get("properties", {})

@@ -27,6 +27,7 @@ from .queue import JobQueue, NewJob
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 1000
+WRITERS = 2
 SCRIPT_CACHE_S = 1.0
 # Suspended jobs wait in the queue with this date: no worker claims them until they are resumed.
 SUSPENDED_UNTIL = datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -88,6 +89,7 @@ class EventSink:
         self._pending: list[_Pending] = []
         self._ready = asyncio.Event()
         self._writer: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
         self._scripts: dict[tuple[str, str], tuple[float, asyncpg.Record]] = {}
         self._versions: dict[tuple[str, str], asyncpg.Record] = {}  # a version never changes
 
@@ -97,7 +99,7 @@ class EventSink:
     async def close(self) -> None:
         if self._writer is not None:
             # Write what was accepted before stopping.
-            while self._pending:
+            while self._pending or self._inflight:
                 await asyncio.sleep(0.01)
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -172,22 +174,32 @@ class EventSink:
         return await fut
 
     async def _write_loop(self) -> None:
+        # Up to WRITERS batches in flight: the next batch is written while the previous one commits.
+        slots = asyncio.Semaphore(WRITERS)
         while True:
             await self._ready.wait()
             self._ready.clear()
             while self._pending:
+                await slots.acquire()
                 batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
-                try:
-                    results = await self._write(batch)
-                except Exception as exc:  # the callers see the failure; nothing was committed
-                    log.error("writing %d events failed: %s", len(batch), exc)
-                    for p in batch:
-                        if not p.future.done():
-                            p.future.set_exception(exc)
-                    continue
-                for p, acc in zip(batch, results):
-                    if not p.future.done():
-                        p.future.set_result(acc)
+                task = asyncio.create_task(self._write_batch(batch))
+                self._inflight.add(task)
+                task.add_done_callback(lambda t: (self._inflight.discard(t), slots.release()))
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        # Concurrent batches take dedup-key locks in one order, so that they cannot deadlock.
+        batch.sort(key=lambda p: p.event.dedup_key or "")
+        try:
+            results = await self._write(batch)
+        except Exception as exc:  # the callers see the failure; nothing was committed
+            log.error("writing %d events failed: %s", len(batch), exc)
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        for p, acc in zip(batch, results):
+            if not p.future.done():
+                p.future.set_result(acc)
 
     async def _write(self, batch: list[_Pending]) -> list[Accepted]:
         async with self.pool.acquire() as conn, conn.transaction():
