@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator
 
 from aiohttp import web
-
 from headrace.core import trigger_store
 from headrace.core.db import connect
 from headrace.core.triggers import CHANNEL_TRIGGERS, Trigger, TriggerKind

@@ -1,8 +1,6 @@
 """CRUD and modes of `http` triggers through /api/w/{w}/triggers/http/..., on a running server."""
 from __future__ import annotations
 
-import pytest
-
 from headrace.plugins.triggers.http.config import MASK
 
 
@@ -39,7 +37,7 @@ async def test_create_list_get_update_delete(http_triggers, echo_script, server,
     assert status == 404
 
 
-@pytest.mark.parametrize("config, field", [
+BAD_CONFIGS = [
     ({}, "config.route_path"),
     ({"route_path": "no-slash"}, "config.route_path"),
     ({"route_path": "/a/*rest/b"}, "config.route_path"),
@@ -60,11 +58,20 @@ async def test_create_list_get_update_delete(http_triggers, echo_script, server,
     ({"route_path": "/a", "auth": {"method": "jwt", "algorithm": "RS256"}}, "config.auth.jwks_url"),
     ({"route_path": "/a", "auth": {"method": "jwt", "algorithm": "none", "secret": "s"}}, "config.auth.algorithm"),
     ({"route_path": "/a", "auth": {"method": "api_key", "secret": MASK}}, "config.auth.secret"),
-])
-async def test_bad_config_names_the_field(http_triggers, echo_script, config, field):
-    status, body = await http_triggers.create({"path": "f/t/bad", "script_path": echo_script, "config": config})
-    assert status == 400, body
-    assert body["error"]["field"] == field, body
+]
+
+
+async def test_bad_config_names_the_field(http_triggers, echo_script, make_route):
+    for config, field in BAD_CONFIGS:
+        status, body = await http_triggers.create({"path": "f/t/bad", "script_path": echo_script, "config": config})
+        assert (status, body["error"]["field"]) == (400, field), (config, body)
+    # The same on update; the trigger is left as it was.
+    await make_route("/good", path="f/t/good")
+    for config, field in BAD_CONFIGS:
+        status, body = await http_triggers.update("f/t/good", {"config": config})
+        assert (status, body["error"]["field"]) == (400, field), (config, body)
+    _, got = await http_triggers.get("f/t/good")
+    assert got["config"] == {"route_path": "/good"}
 
 
 async def test_route_clash_is_409(http_triggers, make_route, echo_script):

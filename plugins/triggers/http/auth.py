@@ -19,7 +19,6 @@ from typing import Any
 import aiohttp
 import jwt
 from aiohttp import web
-
 from headrace.hub.auth import authenticate as authenticate_token
 from headrace.hub.http import ApiError
 
@@ -236,7 +235,7 @@ class JwksCache:
             return jwt.PyJWKSet.from_dict(data)
         except RouteAuthError:
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, jwt.PyJWTError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError, jwt.PyJWTError) as exc:
             raise RouteAuthError(503, "jwks_unavailable", f"cannot load the JWKS: {exc}") from None
 
 

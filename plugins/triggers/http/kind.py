@@ -11,7 +11,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
-
 from headrace.core import trigger_store
 from headrace.core.args import ArgsError
 from headrace.core.ledger import Accepted, Event, EventSink, ScriptMissing
@@ -20,7 +19,11 @@ from headrace.core.triggers import Trigger, TriggerConfigError, TriggerKind
 from headrace.hub.api.jobs import wait_for_job
 from headrace.hub.http import ApiError, json_response
 from headrace.hub.keys import WAITER
-from headrace.hub.request_args import args_from_payload, args_from_request, response_from_job
+from headrace.hub.request_args import (
+    args_from_payload,
+    args_from_request,
+    response_from_job,
+)
 
 from . import config as cfg
 from .auth import RouteAuthError, authenticate, secret_headers

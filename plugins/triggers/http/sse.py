@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-
 from headrace.hub.http import dumps
 from headrace.hub.keys import DB, QUEUE, WAITER
 
@@ -55,7 +54,7 @@ async def stream_job(request: web.Request, workspace_id: str, job_id: uuid.UUID,
                 try:
                     await asyncio.wait_for(asyncio.shield(fut), POLL_S)
                     done = True
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             found = await queue.get(workspace_id, job_id)
             if found is not None and not started and (found[0] == "completed" or found[1].get("running")):
