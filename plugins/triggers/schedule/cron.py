@@ -44,7 +44,7 @@ class CronError(ValueError):
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise CronError("timezone", f"unknown time zone {name!r}; use an IANA name like Europe/Berlin") from None
 
 

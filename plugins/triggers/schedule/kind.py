@@ -13,8 +13,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
+
 from headrace.core.error_handlers import wants_done_notice
 from headrace.core.ledger import SUSPENDED_UNTIL, Event, EventSink
+from headrace.core.queue import JobQueue
 from headrace.core.triggers import Trigger, TriggerKind
 
 from . import sql
@@ -66,6 +69,13 @@ class ScheduleRunner:
 
     # -- loop -------------------------------------------------------------------------------
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            if self.config.overlap == "queue":
+                await self.cancel_held_if_stopped()
+
+    async def _loop(self) -> None:
         last = await self.load_last_tick()
         if last is None:  # a new schedule starts with the next tick, not with the past
             last = utcnow()
@@ -153,6 +163,22 @@ class ScheduleRunner:
         t = self.trigger
         await self.pool.execute(sql.INSERT_SKIPPED, uuid.uuid4(), t.workspace_id, t.source, t.id,
                                 t.script_path, payload, key)
+
+    async def cancel_held_if_stopped(self) -> None:
+        """Held ticks of a schedule that was disabled or deleted will never be released: cancel them.
+
+        (Stopping for any other reason, a restart or a lease moving, leaves them to the next runner.)
+        """
+        try:
+            mode = await self.pool.fetchval(sql.GET_MODE, self.trigger.id)
+            if mode not in (None, "disabled"):
+                return
+            queue = JobQueue(self.pool)
+            for row in await self.pool.fetch(sql.HELD_JOBS, self.trigger.id, HELD_UNTIL, SUSPENDED_UNTIL):
+                await queue.cancel(self.trigger.workspace_id, row["id"],
+                                   f"schedule {self.trigger.path} was {'deleted' if mode is None else 'disabled'}")
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("schedule %s: could not cancel held jobs: %s", self.trigger.path, exc)
 
     async def release_held(self) -> None:
         row = await self.pool.fetchrow(sql.RELEASE_HELD, self.trigger.id, HELD_UNTIL, SUSPENDED_UNTIL)

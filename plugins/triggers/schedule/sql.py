@@ -37,6 +37,13 @@ SELECT (SELECT count(*) FROM mine WHERE scheduled_for >= $2) - (SELECT count(*) 
        (SELECT count(*) FROM woken) AS woken
 """
 
+HELD_JOBS = """
+SELECT q.id FROM queue q JOIN events e ON e.job_id = q.id
+WHERE e.trigger_id = $1 AND q.scheduled_for >= $2 AND q.scheduled_for < $3 AND NOT q.running
+"""
+
+GET_MODE = "SELECT mode FROM triggers WHERE id = $1"
+
 # Ledger rows of one schedule that did not run, newest first.
 LIST_SKIPPED = """
 SELECT id, received_at, dedup_key, payload FROM events
