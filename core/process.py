@@ -5,6 +5,7 @@ import asyncio
 import codecs
 import ctypes
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 
@@ -25,6 +26,17 @@ def _die_with_parent() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# A preexec_fn makes Python fork the whole worker (about 24 ms in a worker-sized process) instead of
+# vfork (about 2 ms). setpriv sets the same parent-death signal and then execs the job's command.
+_SETPRIV = shutil.which("setpriv")
+
+
+def _spawn_args(argv: list[str]) -> tuple[list[str], dict]:
+    if _SETPRIV:
+        return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv], {}
+    return argv, {"preexec_fn": _die_with_parent}
+
+
 @dataclass
 class ProcessResult:
     returncode: int
@@ -34,6 +46,7 @@ class ProcessResult:
 
 async def run_process(argv: list[str], ctx: JobContext, cwd=None) -> ProcessResult:
     """Start ``argv`` in a new session with ``ctx.env``; stream stdout and stderr into ``ctx.log``."""
+    argv, extra = _spawn_args(argv)
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(cwd or ctx.job_dir),
@@ -42,7 +55,7 @@ async def run_process(argv: list[str], ctx: JobContext, cwd=None) -> ProcessResu
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        **extra,
     )
     ctx.process_groups.add(proc.pid)
     out_tail, err_tail = bytearray(), bytearray()
