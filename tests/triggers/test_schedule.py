@@ -363,3 +363,43 @@ async def test_preview_endpoint(api):
         assert (await r.json())["error"]["field"] == field
     r = await api.get("schedules/preview/f/none/here")
     assert r.status == 404
+
+
+async def test_lease_handover_to_another_server_loses_and_doubles_no_tick(api, db_url, server):
+    """The server running a schedule stops; another takes the lease and carries on from the saved tick."""
+    from headrace.core.supervisor import Supervisor
+    from headrace.core.triggers import TriggerKindCatalog
+    from headrace.hub.app import SUPERVISOR
+    from headrace.plugins.triggers.schedule import ScheduleKind
+
+    await api.create_script("f/s/noop", "def main():\n    return 1\n")
+    t = await schedule(api, "f/s/handover", "f/s/noop")
+    tid = uuid.UUID(t["id"])
+    db = await Database.open(db_url)
+    sink = EventSink(db.pool)
+    sink.start()
+    other = Supervisor(db.pool, TriggerKindCatalog([ScheduleKind()]), sink, lease_s=2.0, scan_s=0.2)
+    try:
+        async with Sql(db_url) as sql:
+            await eventually(lambda: _at_least(sql.events(tid), 2))
+            first_owner = await sql.fetchval("SELECT lease_owner FROM triggers WHERE id = $1", tid)
+            task = asyncio.create_task(other.run())
+            await server.close()  # the first server shuts down and gives its lease up
+            await eventually(lambda: _owned_by(sql, tid, other.owner))
+            n = len(await sql.events(tid))
+            await eventually(lambda: _at_least(sql.events(tid), n + 2))
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            events = await sql.events(tid)
+    finally:
+        await sink.close()
+        await db.close()
+    assert first_owner == server.app[SUPERVISOR].owner
+    ticks = [datetime.fromisoformat(e["payload"]["scheduled_for"].replace("Z", "+00:00")) for e in events]
+    assert all((b - a) == timedelta(seconds=1) for a, b in zip(ticks, ticks[1:]))  # none lost
+    assert len({e["dedup_key"] for e in events}) == len(events)  # none doubled
+    assert all(e["status"] == "queued" for e in events)
+
+
+async def _owned_by(sql: Sql, tid, owner: str) -> bool:
+    return await sql.fetchval("SELECT lease_owner FROM triggers WHERE id = $1", tid) == owner
