@@ -12,6 +12,7 @@ from headrace.core.tokens import hash_token
 PUBLIC = {
     "/api/version",  # Windmill's clients probe it before they authenticate
     "/api/health",  # load balancers
+    "/api/openapi.json",  # the API's description (DESIGN.md: served without a token)
     "/{tail}",  # the 404 catch-all
     "/api/r/{tail}",  # user-defined HTTP triggers: each trigger's own auth decides (404 when none matches)
 }
