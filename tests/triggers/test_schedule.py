@@ -71,6 +71,39 @@ def test_interval_schedules_keep_elapsed_time_regular_across_dst(around, expr, s
     assert gaps == {step}  # nothing lost, nothing doubled, even across the change
 
 
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "Asia/Tokyo"]
+
+
+def _transitions(tz_name: str, year: int) -> list[datetime]:
+    from zoneinfo import ZoneInfo
+
+    tz, out = ZoneInfo(tz_name), []
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    while t.year == year:
+        nxt = t + timedelta(hours=1)
+        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            out.append(nxt)
+        t = nxt
+    return out
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_a_daily_wall_clock_schedule_fires_once_every_local_day_all_year(zone):
+    s = CronSchedule("0 30 2 * * *", zone)  # 02:30 is inside the gap or the repeat in most of these zones
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ticks = s.ticks(start - timedelta(days=1), 400)
+    days = [s.local(t).date() for t in ticks if s.local(t).year == 2026]
+    assert len(days) == len(set(days)) == 365
+
+
+@pytest.mark.parametrize("zone", [z for z in ZONES if z != "Australia/Lord_Howe"])  # its clocks move 30 min
+def test_an_hourly_interval_schedule_is_one_hour_apart_across_every_change(zone):
+    s = CronSchedule("0 0 * * * *", zone)
+    for change in _transitions(zone, 2026):
+        ticks = s.ticks(change - timedelta(hours=5), 10)
+        assert {(b - a) for a, b in zip(ticks, ticks[1:])} == {timedelta(hours=1)}, change
+
+
 def test_seconds_field_and_time_zone():
     s = CronSchedule("15 0 9 * * 1", "America/New_York")  # Mondays 09:00:15 New York time
     t = s.next_after(datetime(2026, 7, 1, tzinfo=UTC))
