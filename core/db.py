@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -36,7 +37,10 @@ _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def encode_json(value) -> str:
-    text = json.dumps(value, default=str)
+    try:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # e.g. an integer beyond 64 bits, which json handles
+        text = json.dumps(value, default=str)
     if "\\u0000" in text:
         text = _NUL_ESCAPE.sub(r"\1\\ufffd", text)
     return text

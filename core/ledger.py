@@ -202,10 +202,11 @@ class EventSink:
                 p.future.set_result(acc)
 
     async def _write(self, batch: list[_Pending]) -> list[Accepted]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        jobs = [p.job for p in batch if p.job is not None]
+        async with self.pool.acquire() as conn:
             inserted = {
                 r["id"] for r in await conn.fetch(
-                    sql.INSERT_EVENTS,
+                    sql.INSERT_EVENTS_AND_JOBS,
                     [p.event_id for p in batch],
                     [p.event.workspace_id for p in batch],
                     [p.event.source for p in batch],
@@ -217,11 +218,9 @@ class EventSink:
                     [p.job.id if p.job else None for p in batch],
                     [p.status for p in batch],
                     [p.event.replay_of for p in batch],
+                    *self.queue.job_columns(jobs),
                 )
             }
-            await self.queue.enqueue_many(
-                [p.job for p in batch if p.job is not None and p.event_id in inserted], conn=conn
-            )
             dupes = [p for p in batch if p.event_id not in inserted]
             existing = {}
             if dupes:

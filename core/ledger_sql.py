@@ -1,13 +1,27 @@
-"""Statements of the event ledger's write path (one transaction per batch, with the jobs)."""
+"""Statements of the event ledger's write path (one statement per batch, with the jobs)."""
 
-# Parallel arrays, one element per event. A repeated (workspace, source, dedup_key) inserts nothing.
-INSERT_EVENTS = """
-INSERT INTO events (id, workspace_id, source, trigger_id, kind, script_path, payload, dedup_key,
-                    job_id, status, replay_of)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
-                     $7::jsonb[], $8::text[], $9::uuid[], $10::text[], $11::uuid[])
-ON CONFLICT (workspace_id, source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-RETURNING id
+from .queue_sql import CHANNEL_JOBS, QUEUE_INSERT_COLUMNS, jobs_from_arrays
+
+# Events and their jobs in one statement (one round trip, atomic): parallel arrays, one element per
+# event ($1..$11), then the jobs' 15 arrays ($12..). A repeated (workspace, source, dedup_key) inserts
+# no event, and so no job. Returns the ids of the events inserted.
+INSERT_EVENTS_AND_JOBS = f"""
+WITH ev AS (
+  INSERT INTO events (id, workspace_id, source, trigger_id, kind, script_path, payload, dedup_key,
+                      job_id, status, replay_of)
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
+                       $7::jsonb[], $8::text[], $9::uuid[], $10::text[], $11::uuid[])
+  ON CONFLICT (workspace_id, source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+  RETURNING id, job_id
+), jobs AS (
+  INSERT INTO queue ({QUEUE_INSERT_COLUMNS})
+  SELECT j.* FROM ({jobs_from_arrays(12)}) j
+  WHERE j.id IN (SELECT job_id FROM ev)
+  RETURNING tag
+), woken AS (
+  SELECT pg_notify('{CHANNEL_JOBS}', tag) FROM (SELECT DISTINCT tag FROM jobs) t
+)
+SELECT id, (SELECT count(*) FROM woken) AS woken FROM ev
 """
 
 # The first event's job for keys that were already taken.

@@ -85,16 +85,20 @@ class JobQueue:
             await self.pool.execute(sql.ENQUEUE, *args)
         return job.id
 
-    async def enqueue_many(self, jobs: list[NewJob], conn: asyncpg.Connection | None = None) -> None:
-        cols = list(zip(*(
+    @staticmethod
+    def job_columns(jobs: list[NewJob]) -> list[list]:
+        """The 15 parallel arrays that queue_sql.jobs_from_arrays() reads."""
+        rows = [
             (j.id, j.workspace_id, j.script_path, j.script_hash, j.language, j.args, j.tag,
              j.priority, j.scheduled_for, j.created_by, j.parent_job, j.max_retries,
              j.retry_delay_ms, j.timeout_s, j.notify_done)
             for j in jobs
-        )))
-        if not cols:
-            return
-        await (conn or self.pool).execute(sql.ENQUEUE_MANY, *[list(c) for c in cols])
+        ]
+        return [list(c) for c in zip(*rows)] if rows else [[] for _ in range(15)]
+
+    async def enqueue_many(self, jobs: list[NewJob], conn: asyncpg.Connection | None = None) -> None:
+        if jobs:
+            await (conn or self.pool).execute(sql.ENQUEUE_MANY, *self.job_columns(jobs))
 
     async def claim(self, worker: str, tags: Iterable[str], limit: int) -> list[ClaimedJob]:
         rows = await self.pool.fetch(sql.CLAIM, worker, list(tags), limit)

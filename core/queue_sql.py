@@ -12,12 +12,12 @@ CHANNEL_JOBS = "headrace_jobs"
 CHANNEL_DONE = "headrace_done"
 CHANNEL_CANCEL = "headrace_cancel"
 
-_QUEUE_INSERT_COLUMNS = """id, workspace_id, script_path, script_hash, language, args, tag, priority,
+QUEUE_INSERT_COLUMNS = """id, workspace_id, script_path, script_hash, language, args, tag, priority,
     scheduled_for, created_by, parent_job, max_retries, retry_delay_ms, timeout_s, notify_done"""
 
 ENQUEUE = f"""
 WITH j AS (
-  INSERT INTO queue ({_QUEUE_INSERT_COLUMNS})
+  INSERT INTO queue ({QUEUE_INSERT_COLUMNS})
   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, COALESCE($9, now()), $10, $11, $12, $13, $14, $15)
   RETURNING tag
 )
@@ -25,15 +25,21 @@ SELECT pg_notify('{CHANNEL_JOBS}', tag) FROM j
 """
 
 # Many jobs in one statement; arrays are parallel, one element per job.
+def jobs_from_arrays(first: int) -> str:
+    """SELECT of queue rows from 15 parallel arrays, parameters $first.. (see JobQueue.job_columns)."""
+    types = ("uuid", "text", "text", "text", "text", "jsonb", "text", "int", "timestamptz", "text",
+             "uuid", "int", "int", "int", "bool")
+    params = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
+    return f"""SELECT id, ws, path, hash, lang, args, tag, prio, COALESCE(sched, now()), who, parent,
+         retries, delay, tmo, notify
+  FROM unnest({params})
+       AS t(id, ws, path, hash, lang, args, tag, prio, sched, who, parent, retries, delay, tmo, notify)"""
+
+
 ENQUEUE_MANY = f"""
 WITH j AS (
-  INSERT INTO queue ({_QUEUE_INSERT_COLUMNS})
-  SELECT id, ws, path, hash, lang, args, tag, prio, COALESCE(sched, now()), who, parent,
-         retries, delay, tmo, notify
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
-              $8::int[], $9::timestamptz[], $10::text[], $11::uuid[], $12::int[], $13::int[],
-              $14::int[], $15::bool[])
-       AS t(id, ws, path, hash, lang, args, tag, prio, sched, who, parent, retries, delay, tmo, notify)
+  INSERT INTO queue ({QUEUE_INSERT_COLUMNS})
+  {jobs_from_arrays(1)}
   RETURNING tag
 )
 SELECT pg_notify('{CHANNEL_JOBS}', tag) FROM (SELECT DISTINCT tag FROM j) t
