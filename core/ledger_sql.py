@@ -1,6 +1,6 @@
 """Statements of the event ledger's write path (one statement per batch, with the jobs)."""
 
-from .queue_sql import CHANNEL_JOBS, QUEUE_INSERT_COLUMNS, jobs_from_arrays
+from .queue_sql import CHANNEL_JOBS, QUEUE_INSERT_COLUMNS, finish_moved, jobs_from_arrays
 
 # Events and their jobs in one statement (one round trip, atomic): parallel arrays, one element per
 # event ($1..$11), then the jobs' 15 arrays ($12..). A repeated (workspace, source, dedup_key) inserts
@@ -103,7 +103,7 @@ WITH j AS (
 SELECT id, tag FROM j
 """
 
-CANCEL_SUSPENDED = """
+CANCEL_SUSPENDED = f"""
 WITH moved AS (
   DELETE FROM queue q USING events e
   WHERE e.workspace_id = $1 AND e.trigger_id = $2 AND e.status = 'suspended'
@@ -111,18 +111,7 @@ WITH moved AS (
   RETURNING q.*, false AS success, 'canceled' AS status,
     jsonb_build_object('error', jsonb_build_object('name', 'Canceled',
       'message', 'Job canceled: ' || $4::text)) AS result
-), ins AS (
-  INSERT INTO completed_jobs (id, workspace_id, script_path, script_hash, language, args, tag,
-      created_at, created_by, parent_job, started_at, success, status, result, attempts, worker)
-  SELECT id, workspace_id, script_path, script_hash, language, args, tag, created_at, created_by,
-      parent_job, started_at, success, status, result, attempts, worker
-  FROM moved
-  RETURNING id
-), ev AS (
-  UPDATE events SET status = 'canceled' FROM ins WHERE events.job_id = ins.id
-)
-SELECT id FROM ins
-"""
+){finish_moved(", ev AS (UPDATE events SET status = 'canceled' FROM ins WHERE events.job_id = ins.id)")}"""
 
 # Oldest first, a bounded batch per statement so that a large purge never holds long locks.
 # Events whose job still waits suspended are kept: they are the only handle on that job.

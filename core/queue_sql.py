@@ -80,6 +80,29 @@ FROM moved
 """
 
 # Parallel arrays: id, fence, success, status, result. The job token dies with the job.
+# The common end of every statement that finishes jobs: given a CTE `moved` (rows deleted from the
+# queue, plus success, status and result), store them as completed, drop their job tokens and wake
+# run-and-wait callers. Returns the ids that were completed.
+def finish_moved(extra_ctes: str = "") -> str:
+    """The common end of every statement that finishes jobs.
+
+    Given a CTE ``moved`` (rows deleted from the queue, plus success, status and result): store them
+    as completed, drop their job tokens, wake run-and-wait callers, then run ``extra_ctes``. Returns
+    the ids that were completed.
+    """
+    return f""", ins AS ({_MOVE_TO_COMPLETED}
+  RETURNING id
+), tok AS (
+  DELETE FROM tokens t USING moved WHERE t.job_id = moved.id
+), notified AS (
+  SELECT pg_notify('{CHANNEL_DONE}', id::text) FROM moved WHERE notify_done
+){extra_ctes}
+SELECT id, (SELECT count(*) FROM notified) AS notified FROM ins
+"""
+
+
+_FINISH_MOVED = finish_moved()
+
 COMPLETE_MANY = f"""
 WITH done AS (
   SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::text[], $5::jsonb[])
@@ -88,15 +111,7 @@ WITH done AS (
   DELETE FROM queue q USING done
   WHERE q.id = done.id AND q.fence = done.fence AND q.running
   RETURNING q.*, done.success, done.status, done.result
-), ins AS ({_MOVE_TO_COMPLETED}
-  RETURNING id
-), tok AS (
-  DELETE FROM tokens t USING moved WHERE t.job_id = moved.id
-), notified AS (
-  SELECT pg_notify('{CHANNEL_DONE}', id::text) FROM moved WHERE notify_done
-)
-SELECT id, (SELECT count(*) FROM notified) AS notified FROM ins
-"""
+){_FINISH_MOVED}"""
 
 # A failed attempt with retries left goes back to the queue after an exponential backoff.
 RETRY = """
@@ -127,15 +142,7 @@ WITH moved AS (
   RETURNING *, false AS success, 'failure' AS status,
     jsonb_build_object('error', jsonb_build_object('name', 'WorkerLost',
       'message', 'the worker running this job stopped responding ' || attempts || ' times')) AS result
-), ins AS ({_MOVE_TO_COMPLETED}
-  RETURNING id
-), tok AS (
-  DELETE FROM tokens t USING moved WHERE t.job_id = moved.id
-), notified AS (
-  SELECT pg_notify('{CHANNEL_DONE}', id::text) FROM moved WHERE notify_done
-)
-SELECT id, (SELECT count(*) FROM notified) AS notified FROM ins
-"""
+){_FINISH_MOVED}"""
 
 # Flag a job as canceled; the worker running it hears it on NOTIFY (and its next heartbeat).
 MARK_CANCELED = f"""
@@ -156,15 +163,7 @@ WITH moved AS (
   RETURNING *, false AS success, 'canceled' AS status,
     jsonb_build_object('error', jsonb_build_object('name', 'Canceled',
       'message', 'Job canceled: ' || COALESCE(canceled_reason, 'no reason given'))) AS result
-), ins AS ({_MOVE_TO_COMPLETED}
-  RETURNING id
-), tok AS (
-  DELETE FROM tokens t USING moved WHERE t.job_id = moved.id
-), notified AS (
-  SELECT pg_notify('{CHANNEL_DONE}', id::text) FROM moved WHERE notify_done
-)
-SELECT id, (SELECT count(*) FROM notified) AS notified FROM ins
-"""
+){_FINISH_MOVED}"""
 
 APPEND_LOGS = """
 INSERT INTO job_logs (job_id, chunk) SELECT * FROM unnest($1::uuid[], $2::text[])
