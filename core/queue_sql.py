@@ -79,10 +79,6 @@ SELECT id, workspace_id, script_path, script_hash, language, args, tag, created_
 FROM moved
 """
 
-# Parallel arrays: id, fence, success, status, result. The job token dies with the job.
-# The common end of every statement that finishes jobs: given a CTE `moved` (rows deleted from the
-# queue, plus success, status and result), store them as completed, drop their job tokens and wake
-# run-and-wait callers. Returns the ids that were completed.
 def finish_moved(extra_ctes: str = "") -> str:
     """The common end of every statement that finishes jobs.
 
@@ -103,6 +99,7 @@ SELECT id, (SELECT count(*) FROM notified) AS notified FROM ins
 
 _FINISH_MOVED = finish_moved()
 
+# Parallel arrays: id, fence, success, status, result. The job token dies with the job.
 COMPLETE_MANY = f"""
 WITH done AS (
   SELECT * FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::text[], $5::jsonb[])
