@@ -5,14 +5,30 @@
 const jobDir: string = process.argv[2];
 const order: string[] = JSON.parse(process.argv[3] ?? "[]");
 
+// A trigger's event arrives as {"__headrace_event": event}: preprocessor(event) returns main()'s arguments.
+const EVENT_ARG = "__headrace_event";
+
+async function preprocess(script: any, args: Record<string, unknown>): Promise<Record<string, unknown>> {
+  if (!(EVENT_ARG in args)) return args;
+  if (typeof script.preprocessor !== "function") {
+    throw new TypeError("the job carries a trigger event but the script exports no function preprocessor()");
+  }
+  const produced = await script.preprocessor(args[EVENT_ARG]);
+  if (produced === null || typeof produced !== "object" || Array.isArray(produced)) {
+    const what = produced === null ? "null" : Array.isArray(produced) ? "an array" : typeof produced;
+    throw new TypeError(`preprocessor() must return an object of main()'s arguments, not ${what}`);
+  }
+  return produced;
+}
+
 async function run(): Promise<number> {
   try {
-    const args = await Bun.file(`${jobDir}/args.json`).json();
     const script = await import(`${jobDir}/main.ts`);
     const main = script.main ?? script.default;
     if (typeof main !== "function") {
       throw new TypeError("the script exports no function main()");
     }
+    const args = await preprocess(script, await Bun.file(`${jobDir}/args.json`).json());
     const result = await main(...order.map((name) => args[name]));
     await Bun.write(`${jobDir}/result.json`, JSON.stringify(result ?? null));
     return 0;

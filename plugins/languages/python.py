@@ -13,6 +13,7 @@ from typing import Any
 
 from headrace.core.hookspecs import hookimpl
 from headrace.core.languages import JobContext, Language, ScriptError
+from headrace.core.ledger import PREPROCESSOR_KEY
 from headrace.core.process import run_process
 from headrace.core.queue import Outcome
 
@@ -133,7 +134,7 @@ def main_schema(content: str) -> dict[str, Any]:
         if optional and "type" in schema and schema["type"] != "null":
             schema = {**schema, "type": [schema["type"], "null"]}
         properties[param.arg] = schema
-    return {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
         "properties": properties,
@@ -141,6 +142,9 @@ def main_schema(content: str) -> dict[str, Any]:
         "order": [p.arg for p in params],
         "additionalProperties": fn.args.kwarg is not None,
     }
+    if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "preprocessor" for n in tree.body):
+        schema[PREPROCESSOR_KEY] = True  # trigger events reach main() through preprocessor(event)
+    return schema
 
 
 class Python3(Language):

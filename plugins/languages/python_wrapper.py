@@ -17,6 +17,8 @@ import traceback
 SCRIPT = "main.py"
 EXTRA_PATHS_VAR = "HEADRACE_EXTRA_PATHS"
 PATHS_FILE = "paths.json"
+# A trigger's event for a script with a preprocessor (headrace.core.ledger.EVENT_ARG; stdlib only here).
+EVENT_ARG = "__headrace_event"
 
 
 def _write(path, value):
@@ -45,6 +47,21 @@ def extra_paths(job_dir):
     return paths
 
 
+def call_entry(namespace, args):
+    """main(**args); for a trigger's event (args ``{EVENT_ARG: event}``), main(**preprocessor(event))."""
+    entry = namespace.get("main")
+    if not callable(entry):
+        raise NameError("the script defines no main() function")
+    if EVENT_ARG in args:
+        preprocessor = namespace.get("preprocessor")
+        if not callable(preprocessor):
+            raise NameError("the job carries a trigger event but the script defines no preprocessor() function")
+        args = preprocessor(args[EVENT_ARG])
+        if not isinstance(args, dict):
+            raise TypeError(f"preprocessor() must return a dict of main()'s arguments, not {type(args).__name__}")
+    return entry(**args)
+
+
 def run_job(job_dir, code=None):
     """Run one job in this process (already chdir'd or not); return the process exit code."""
     os.chdir(job_dir)
@@ -57,10 +74,7 @@ def run_job(job_dir, code=None):
             with open(SCRIPT) as f:
                 code = compile_script(f.read())
         exec(code, namespace)
-        entry = namespace.get("main")
-        if not callable(entry):
-            raise NameError("the script defines no main() function")
-        result = entry(**args)
+        result = call_entry(namespace, args)
     except BaseException as exc:
         tb = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
         sys.stderr.write(tb)

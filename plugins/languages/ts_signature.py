@@ -230,6 +230,17 @@ def parameter_list(source: str) -> tuple[str, str, int]:
     raise ScriptError("main()'s parameter list is never closed", line, col)
 
 
+_PREPROCESSOR = re.compile(
+    r"\bexport\s+(?:async\s+)?function\s*\*?\s*preprocessor\s*[<(]"
+    r"|\bexport\s+(?:const|let|var)\s+preprocessor\b"
+)
+
+
+def defines_preprocessor(source: str) -> bool:
+    """Whether the script exports ``preprocessor`` (trigger events then reach main() through it)."""
+    return _PREPROCESSOR.search(mask(source)) is not None
+
+
 def main_schema(source: str) -> dict[str, Any]:
     """JSON Schema of ``main``'s parameters; ``order`` lists them as declared."""
     text, masked, offset = parameter_list(source)

@@ -19,11 +19,12 @@ from typing import Any
 from headrace.core.config import Settings
 from headrace.core.hookspecs import hookimpl
 from headrace.core.languages import JobContext, Language, ScriptError
+from headrace.core.ledger import PREPROCESSOR_KEY
 from headrace.core.process import run_process
 from headrace.core.queue import Outcome
 
 from . import deps_bun
-from .ts_signature import main_schema
+from .ts_signature import defines_preprocessor, main_schema
 
 WRAPPER = str(Path(__file__).with_name("bun_wrapper.ts"))
 _TOOL_DIRS = (
@@ -92,7 +93,10 @@ class Bun(Language):
         return self._bun
 
     def schema(self, content: str) -> dict[str, Any]:
-        return main_schema(content)
+        schema = main_schema(content)
+        if defines_preprocessor(content):
+            schema[PREPROCESSOR_KEY] = True
+        return schema
 
     async def lock(self, content: str, cache_dir: Path) -> str | None:
         """Refuse a script bun cannot parse (with line and column), then pin its npm packages."""
