@@ -146,3 +146,22 @@ async def test_error_handler_path_must_be_a_script(api):
         "path": "f/e/x", "script_path": "f/e/fail", "config": {"cron": "* * * * * *"},
         "error_handler_path": "f/e/missing"})
     assert r.status == 400 and (await r.json())["error"]["field"] == "error_handler_path"
+
+
+async def test_failed_http_route_job_runs_the_handler(api, db_url, server, http_triggers, wait_route):
+    await api.create_script("f/e/fail", FAIL)
+    await api.create_script("f/e/on_error", HANDLER)
+    status, t = await http_triggers.create({
+        "path": "f/e/route", "script_path": "f/e/fail", "error_handler_path": "f/e/on_error",
+        "config": {"route_path": "/fails/:n", "method": "POST"}})
+    assert status == 201, t
+    await wait_route(server, "POST", "/main/fails/3")
+    r = await server.post("/api/r/main/fails/3", json={})
+    assert r.status == 201, await r.text()
+    async with Sql(db_url) as sql:
+        rows = await eventually(lambda: _completed(sql, uuid.UUID(t["id"]), 1))
+    result = rows[0]["result"]
+    assert rows[0]["success"], result
+    assert result["error"]["name"] == "ValueError" and "boom: 3" in result["error"]["message"]
+    assert result["event"]["kind"] == "http" and result["event"]["params"] == {"n": "3"}
+    assert result["trigger_path"] == "f/e/route"

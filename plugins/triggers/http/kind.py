@@ -11,8 +11,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+
 from headrace.core import trigger_store
 from headrace.core.args import ArgsError
+from headrace.core.error_handlers import wants_done_notice
 from headrace.core.ledger import Accepted, Event, EventSink, ScriptMissing
 from headrace.core.schema import triggers
 from headrace.core.triggers import Trigger, TriggerConfigError, TriggerKind
@@ -103,7 +105,8 @@ class HttpRouteKind(TriggerKind):
         )
         request_type = config.get("request_type", "async")
         waits = request_type != "async" and trigger.mode == "enabled"
-        event.notify_done = waits
+        # Run-and-wait callers, and the trigger's error handler, hear of the job's end by NOTIFY.
+        event.notify_done = waits or wants_done_notice(trigger)
         acc = await _accept(events, event)
         if acc.duplicate and verified.replay_key is not None and event.dedup_key == verified.replay_key:
             raise ApiError(409, "replay_refused", "this signature was already accepted: refused as a replay")
