@@ -189,7 +189,6 @@ def run_wrk(url: str, lua: Path, *, duration: int, threads: int, connections: in
     elapsed = re.search(r"requests in ([\d.]+)(ms|s|m)", text)
     secs = float(elapsed.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[elapsed.group(2)] if elapsed else duration
     ok = int(counts.get("ok", 0))
-    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", text)
     return {
         "ok": ok, "created": int(counts.get("created", 0)), "other": int(counts.get("other", 0)),
         "seconds": round(secs, 2), "ok_per_s": round(ok / secs, 1),

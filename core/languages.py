@@ -6,6 +6,7 @@ enforces cancel and timeout by killing every process group the job registered.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,3 +97,19 @@ class LanguageCatalog:
     def names(self) -> list[str]:
         return sorted(self.by_id)
 
+
+def outcome_from_job_dir(job_dir: Path, returncode: int, stderr_tail: str, runtime: str) -> Outcome:
+    """Read a finished job's outcome by the job-directory convention every runner follows.
+
+    A wrapper writes ``result.json`` on success, or ``error.json`` (``{name, message, stack}``) when
+    ``main`` raised; a process that died without either failed with its exit code.
+    """
+    result_file = job_dir / "result.json"
+    if returncode == 0 and result_file.exists():
+        return Outcome(True, json.loads(result_file.read_text()))
+    error_file = job_dir / "error.json"
+    if error_file.exists():
+        error = json.loads(error_file.read_text())
+        return Outcome.failure(error.get("name") or "Error", error.get("message", ""), error.get("stack", ""))
+    detail = f": {stderr_tail}" if stderr_tail else ""
+    return Outcome.failure("ExitCode", f"{runtime} exited with code {returncode}{detail}")

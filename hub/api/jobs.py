@@ -122,7 +122,7 @@ async def run_async(request: web.Request) -> web.Response:
 async def run_wait_result(request: web.Request) -> web.Response:
     p = await require(request, "jobs:run", allow_query=True)
     wait_s = float(_int_query(request, "wait_timeout", minimum=1) or DEFAULT_WAIT_S)
-    queue, waiter = request.app[QUEUE], request.app[WAITER]
+    waiter = request.app[WAITER]
     job_id = uuid.uuid4()
     # Registered before the job exists, so that a fast job's notification cannot be missed.
     fut = waiter.register(job_id)

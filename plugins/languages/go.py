@@ -27,7 +27,7 @@ from typing import Any
 
 from headrace.core.config import Settings
 from headrace.core.hookspecs import hookimpl
-from headrace.core.languages import JobContext, Language, ScriptError
+from headrace.core.languages import JobContext, Language, ScriptError, outcome_from_job_dir
 from headrace.core.process import run_process
 from headrace.core.queue import Outcome
 
@@ -264,15 +264,7 @@ class Go(Language):
         if isinstance(binary, Outcome):
             return binary
         proc = await run_process([str(binary), str(ctx.job_dir)], ctx)
-        result_file = ctx.job_dir / "result.json"
-        if proc.returncode == 0 and result_file.exists():
-            return Outcome(True, json.loads(result_file.read_text()))
-        error_file = ctx.job_dir / "error.json"
-        if error_file.exists():
-            error = json.loads(error_file.read_text())
-            return Outcome.failure(error["name"], error["message"], error.get("stack", ""))
-        detail = f": {proc.stderr_tail}" if proc.stderr_tail else ""
-        return Outcome.failure("ExitCode", f"the Go program exited with code {proc.returncode}{detail}")
+        return outcome_from_job_dir(ctx.job_dir, proc.returncode, proc.stderr_tail, "the Go program")
 
 
 @hookimpl

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from headrace.core.hookspecs import hookimpl
-from headrace.core.languages import JobContext, Language, ScriptError
+from headrace.core.languages import JobContext, Language, ScriptError, outcome_from_job_dir
 from headrace.core.ledger import PREPROCESSOR_KEY
 from headrace.core.process import run_process
 from headrace.core.queue import Outcome
@@ -228,15 +227,7 @@ class Python3(Language):
 
     @staticmethod
     def _outcome(ctx: JobContext, returncode: int, stderr_tail: str) -> Outcome:
-        result_file = ctx.job_dir / "result.json"
-        if returncode == 0 and result_file.exists():
-            return Outcome(True, json.loads(result_file.read_text()))
-        error_file = ctx.job_dir / "error.json"
-        if error_file.exists():
-            error = json.loads(error_file.read_text())
-            return Outcome.failure(error["name"], error["message"], error.get("stack", ""))
-        detail = f": {stderr_tail}" if stderr_tail else ""
-        return Outcome.failure("ExitCode", f"the Python process exited with code {returncode}{detail}")
+        return outcome_from_job_dir(ctx.job_dir, returncode, stderr_tail, "the Python process")
 
 
 @hookimpl

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 

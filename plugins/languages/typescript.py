@@ -18,7 +18,7 @@ from typing import Any
 
 from headrace.core.config import Settings
 from headrace.core.hookspecs import hookimpl
-from headrace.core.languages import JobContext, Language, ScriptError
+from headrace.core.languages import JobContext, Language, ScriptError, outcome_from_job_dir
 from headrace.core.ledger import PREPROCESSOR_KEY
 from headrace.core.process import run_process
 from headrace.core.queue import Outcome
@@ -122,15 +122,7 @@ class Bun(Language):
         # --no-install: packages come only from the locked cache, never fetched at run time.
         ctx.env.setdefault("NO_COLOR", "1")
         proc = await run_process([bun, "--no-install", WRAPPER, str(ctx.job_dir), json.dumps(order)], ctx)
-        result_file = ctx.job_dir / "result.json"
-        if proc.returncode == 0 and result_file.exists():
-            return Outcome(True, json.loads(result_file.read_text()))
-        error_file = ctx.job_dir / "error.json"
-        if error_file.exists():
-            error = json.loads(error_file.read_text())
-            return Outcome.failure(error.get("name") or "Error", error.get("message", ""), error.get("stack", ""))
-        detail = f": {proc.stderr_tail}" if proc.stderr_tail else ""
-        return Outcome.failure("ExitCode", f"bun exited with code {proc.returncode}{detail}")
+        return outcome_from_job_dir(ctx.job_dir, proc.returncode, proc.stderr_tail, "bun")
 
 
 @hookimpl

@@ -10,7 +10,6 @@ import uuid
 
 import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from headrace.core import tokens as tok
