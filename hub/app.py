@@ -17,6 +17,7 @@ from headrace.core.migrate import migrate
 from headrace.core.plugins import PluginRegistry, build_registry
 from headrace.core.ledger import EventSink
 from headrace.core.queue import JobQueue
+from headrace.core.secrets import SecretBox
 from headrace.core.supervisor import Supervisor
 from headrace.core.triggers import TriggerKindCatalog
 from headrace.core.worker import Worker
@@ -26,7 +27,7 @@ from . import openapi
 from .api import events, jobs, meta, schedules, scripts, tokens, triggers
 from .auth import TokenCache
 from .http import MAX_BODY, error_response, json_errors
-from .keys import DB, KINDS, LANGUAGES, QUEUE, REGISTRY, SETTINGS, SINK, TOKENS, WAITER
+from .keys import DB, KINDS, LANGUAGES, QUEUE, REGISTRY, SECRETS, SETTINGS, SINK, TOKENS, WAITER
 from .waiter import JobWaiter
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = await Database.open(settings.database_url)
     await migrate(db.engine)
     app[DB] = db
+    app[SECRETS] = SecretBox(db.engine, SecretBox.load_master_key(settings))
     app[QUEUE] = JobQueue(db.pool)
     waiter = JobWaiter(settings.database_url)
     await waiter.start()

@@ -8,6 +8,7 @@ from headrace.core.db import Database
 from headrace.core.languages import LanguageCatalog
 from headrace.core.plugins import PluginRegistry
 from headrace.core.queue import JobQueue
+from headrace.core.secrets import SecretBox
 
 from .auth import TokenCache
 from .waiter import JobWaiter
@@ -19,6 +20,7 @@ DB = web.AppKey("db", Database)
 QUEUE = web.AppKey("queue", JobQueue)
 WAITER = web.AppKey("waiter", JobWaiter)
 TOKENS = web.AppKey("token_cache", TokenCache)
+SECRETS = web.AppKey("secrets", SecretBox)
 
 # Triggers (imported late: the trigger modules build on the ones above).
 from headrace.core.ledger import EventSink  # noqa: E402
