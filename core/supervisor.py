@@ -19,6 +19,8 @@ import asyncpg
 
 from . import ledger_sql as sql
 from .ledger import EventSink
+from .secrets import SecretBox
+from .trigger_secrets import open_trigger
 from .triggers import CHANNEL_TRIGGERS, Trigger, TriggerKindCatalog
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,9 @@ class _Run:
 class Supervisor:
     def __init__(self, pool: asyncpg.Pool, kinds: TriggerKindCatalog, sink: EventSink, *,
                  dsn: str | None = None, lease_s: float = 15.0, scan_s: float = 5.0,
-                 owner: str | None = None):
+                 owner: str | None = None, secrets: SecretBox | None = None):
         self.pool = pool
+        self.secrets = secrets  # opens the triggers' sealed credentials for run()
         self.kinds = kinds
         self.sink = sink
         self.dsn = dsn
@@ -107,7 +110,8 @@ class Supervisor:
         delay = 1.0
         while True:
             try:
-                await kind.run(trigger, self.sink)
+                # Opened here, not in reconcile(): a secret that does not decrypt is recorded and retried.
+                await kind.run(await open_trigger(self.secrets, kind, trigger), self.sink)
                 error = f"{trigger.kind} listener returned; restarting"
             except asyncio.CancelledError:
                 raise

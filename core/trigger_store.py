@@ -8,8 +8,10 @@ import jsonschema
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from . import trigger_secrets
 from .schema import scripts, triggers
 from .scripts import PATH_RE
+from .secrets import SecretBox
 from .triggers import CHANNEL_TRIGGERS, MODES, Trigger, TriggerConfigError, TriggerKind
 
 EDITABLE = ("script_path", "config", "mode", "error_handler_path", "error_handler_args", "summary")
@@ -79,9 +81,12 @@ async def _validate(conn: AsyncConnection, kind: TriggerKind, workspace_id: str,
 
 
 async def _prepare(kind: TriggerKind, conn: AsyncConnection, workspace_id: str, path: str | None,
-                   config: dict) -> dict:
+                   config: dict, old: dict | None, secrets: SecretBox | None) -> dict:
+    """The kind's own preparation, then its secrets: a mask keeps the stored value, the rest is sealed."""
     try:
-        return await kind.prepare_config(conn, workspace_id, path, config)
+        config = await kind.prepare_config(conn, workspace_id, path, config)
+        config = trigger_secrets.keep_masked(kind, config, old)
+        return await trigger_secrets.seal(secrets, kind, workspace_id, config, old)
     except TriggerConfigError as exc:
         field = "config" + (f".{exc.field}" if exc.field else "")
         raise TriggerInputError(field, f"{field}: {exc.message}") from None
@@ -93,7 +98,9 @@ async def notify(conn: AsyncConnection, workspace_id: str, kind: str, trigger_id
     )
 
 
-async def create(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, body: dict, created_by: str) -> Trigger:
+async def create(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, body: dict, created_by: str,
+                 *, secrets: SecretBox | None = None) -> Trigger:
+    """``secrets`` seals the kind's secret fields; it is needed only when the config holds one."""
     path = body.get("path")
     if not isinstance(path, str) or not PATH_RE.match(path):
         raise TriggerInputError("path", "path must look like f/<folder>/<name> or u/<user>/<name>")
@@ -102,7 +109,7 @@ async def create(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, bo
     if "config" not in body:
         body = {**body, "config": {}}
     values = await _validate(conn, kind, workspace_id, {k: body[k] for k in EDITABLE if k in body})
-    values["config"] = await _prepare(kind, conn, workspace_id, None, values["config"])
+    values["config"] = await _prepare(kind, conn, workspace_id, None, values["config"], None, secrets)
     exists = await conn.scalar(
         sa.select(triggers.c.id).where(
             triggers.c.workspace_id == workspace_id, triggers.c.kind == kind.id, triggers.c.path == path
@@ -150,10 +157,13 @@ async def list_all(conn: AsyncConnection, kinds: list[str]) -> list[Trigger]:
     return [row_to_trigger(r) for r in rows]
 
 
-async def update(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, path: str, body: dict) -> Trigger:
+async def update(conn: AsyncConnection, kind: TriggerKind, workspace_id: str, path: str, body: dict,
+                 *, secrets: SecretBox | None = None) -> Trigger:
     values = await _validate(conn, kind, workspace_id, {k: body[k] for k in EDITABLE if k in body})
     if "config" in values:
-        values["config"] = await _prepare(kind, conn, workspace_id, path, values["config"])
+        old = await get(conn, workspace_id, kind.id, path)
+        values["config"] = await _prepare(kind, conn, workspace_id, path, values["config"],
+                                          old.config if old else None, secrets)
     new_path = body.get("path")
     if new_path is not None and new_path != path:
         if not isinstance(new_path, str) or not PATH_RE.match(new_path):

@@ -65,6 +65,9 @@ class TriggerKind:
     summary: ClassVar[str] = ""
     #: JSON Schema of the trigger's ``config``; checked on create and update.
     config_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: Dotted paths into ``config`` that hold credentials (e.g. ``"auth.secret"``): stored encrypted,
+    #: shown masked, clear only in the trigger that ``run()`` or ``handle()`` receives.
+    secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def check_config(self, config: dict[str, Any]) -> None:
         """Checks beyond the JSON Schema; raise TriggerConfigError naming the field."""
@@ -78,9 +81,15 @@ class TriggerKind:
         """
         return config
 
+    def secret_paths(self, config: dict[str, Any]) -> tuple[str, ...]:
+        """The secret fields of this config; override when they depend on the config."""
+        return self.secret_fields
+
     def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """The config as API reads show it: secrets masked."""
-        return config
+        from .trigger_secrets import mask
+
+        return mask(self, config)
 
     def args_from_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """main()'s arguments for an event, when the script has no preprocessor.

@@ -10,18 +10,22 @@ URLs carry the workspace first: a route ``/hooks/:id`` of workspace ``main`` is 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
 from headrace.core import trigger_store
 from headrace.core.db import connect
+from headrace.core.secrets import SecretError
+from headrace.core.trigger_secrets import open_trigger
 from headrace.core.triggers import CHANNEL_TRIGGERS, Trigger, TriggerKind
 
 from .http import error_response
-from .keys import DB, KINDS, SETTINGS, SINK
+from .keys import DB, KINDS, SECRETS, SETTINGS, SINK
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +72,38 @@ class _Entry:
     specificity: int
     trigger: Trigger
     kind: TriggerKind
+    unavailable: str | None = None  # why the trigger cannot serve (its credentials do not decrypt)
 
 
 class RouteTable:
     def __init__(self) -> None:
         self.entries: list[_Entry] = []
+        # trigger id -> (config as stored, config with clear secrets): decrypt only what changed.
+        self._opened: dict[uuid.UUID, tuple[dict, dict]] = {}
 
-    def load(self, triggers: list[Trigger], kinds) -> None:
+    async def open(self, triggers: list[Trigger], kinds, box) -> tuple[list[Trigger], dict[uuid.UUID, str]]:
+        """The served triggers with their credentials decrypted, and the ids of those that do not decrypt."""
+        opened, broken, cache = [], {}, {}
+        for t in triggers:
+            if t.mode not in SERVED_MODES:
+                continue
+            hit = self._opened.get(t.id)
+            if hit is not None and hit[0] == t.config:
+                clear = hit[1]
+            else:
+                try:
+                    clear = (await open_trigger(box, kinds.get(t.kind), t)).config
+                except SecretError as exc:
+                    log.warning("cannot serve trigger %s: %s", t.path, exc)
+                    broken[t.id] = str(exc)
+                    clear = t.config
+            if t.id not in broken:
+                cache[t.id] = (t.config, clear)
+            opened.append(dataclasses.replace(t, config=clear))
+        self._opened = cache
+        return opened, broken
+
+    def load(self, triggers: list[Trigger], kinds, broken: dict[uuid.UUID, str] | None = None) -> None:
         entries = []
         for t in triggers:
             if t.mode not in SERVED_MODES:
@@ -86,7 +115,7 @@ class RouteTable:
             except Exception as exc:  # a bad row must not hide the others
                 log.warning("cannot serve trigger %s: %s", t.path, exc)
                 continue
-            entries.append(_Entry(method.upper(), regex, spec, t, kind))
+            entries.append(_Entry(method.upper(), regex, spec, t, kind, (broken or {}).get(t.id)))
         entries.sort(key=lambda e: -e.specificity)
         self.entries = entries
 
@@ -110,7 +139,8 @@ async def reload(app: web.Application) -> None:
     kinds = app[KINDS]
     async with app[DB].engine.connect() as conn:
         triggers = await trigger_store.list_all(conn, [k.id for k in kinds.of_family("http")])
-    app[ROUTES].load(triggers, kinds)
+    opened, broken = await app[ROUTES].open(triggers, kinds, app.get(SECRETS))
+    app[ROUTES].load(opened, kinds, broken)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -121,6 +151,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if found == "method":
         return error_response(405, "method_not_allowed", f"{request.method} is not served at {PREFIX}{tail}")
     entry, params = found
+    if entry.unavailable is not None:
+        return error_response(503, "trigger_unavailable", f"the trigger {entry.trigger.path!r} cannot serve: "
+                              "its credentials do not decrypt (see the server log)")
     return await entry.kind.handle(request, entry.trigger, params, request.app[SINK])
 
 

@@ -8,7 +8,7 @@ from headrace.core.triggers import MODES, Trigger, TriggerKind
 
 from ..auth import require
 from ..http import ApiError, json_response, read_json
-from ..keys import DB, KINDS
+from ..keys import DB, KINDS, SECRETS
 
 routes = web.RouteTableDef()
 
@@ -55,7 +55,7 @@ async def create_trigger(request: web.Request) -> web.Response:
     body = await read_json(request)
     try:
         async with request.app[DB].engine.begin() as conn:
-            t = await store.create(conn, kind, p.workspace_id, body, p.owner)
+            t = await store.create(conn, kind, p.workspace_id, body, p.owner, secrets=request.app[SECRETS])
     except store.TriggerInputError as exc:
         raise _input_error(exc) from None
     return json_response(trigger_json(t, kind), status=201)
@@ -100,7 +100,8 @@ async def _update(request: web.Request, body: dict) -> web.Response:
     kind = kind_of(request)
     try:
         async with request.app[DB].engine.begin() as conn:
-            t = await store.update(conn, kind, p.workspace_id, request.match_info["path"], body)
+            t = await store.update(conn, kind, p.workspace_id, request.match_info["path"], body,
+                                   secrets=request.app[SECRETS])
     except store.TriggerInputError as exc:
         raise _input_error(exc) from None
     return json_response(trigger_json(t, kind))

@@ -1,13 +1,15 @@
 """The config of an `http` trigger: its JSON Schema, cross-field checks, route keys and secret masking.
 
-Secrets (``auth.secret``, ``auth.password``) are stored in the trigger's config JSON and never returned
-in clear: reads show ``MASK``; an update that sends ``MASK`` back keeps the stored value.
+Secrets (``auth.secret``, ``auth.password``: the kind's ``secret_fields``) are sealed by the trigger
+store (core.trigger_secrets) and never returned in clear: reads show ``MASK``; an update that sends
+``MASK`` back keeps the stored value.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from headrace.core.trigger_secrets import MASK
 from headrace.core.triggers import TriggerConfigError
 from headrace.hub.http_triggers import RoutePatternError, compile_pattern
 
@@ -18,8 +20,7 @@ HMAC_PRESETS = ("github", "slack", "stripe", "custom")
 HMAC_ALGORITHMS = ("sha1", "sha256", "sha512")
 JWT_HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 JWT_KEY_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
-SECRET_FIELDS = ("secret", "password")
-MASK = "********"
+SECRET_FIELDS = ("secret", "password")  # under auth
 DEFAULT_TOLERANCE_S = 300
 DEFAULT_WAIT_S = 300
 
@@ -130,13 +131,6 @@ def route_key(config: dict[str, Any]) -> tuple[str, str]:
 
 def clashes(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return a[1] == b[1] and (a[0] == b[0] or "*" in (a[0], b[0]))
-
-
-def masked(config: dict[str, Any]) -> dict[str, Any]:
-    auth = config.get("auth")
-    if not isinstance(auth, dict):
-        return config
-    return {**config, "auth": {k: (MASK if k in SECRET_FIELDS else v) for k, v in auth.items()}}
 
 
 def keep_masked_secrets(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:

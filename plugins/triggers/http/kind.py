@@ -24,6 +24,7 @@ from headrace.hub.keys import WAITER
 from headrace.hub.request_args import (
     args_from_payload,
     args_from_request,
+    header_arg_name,
     response_from_job,
 )
 
@@ -39,6 +40,7 @@ class HttpRouteKind(TriggerKind):
     family = "http"
     summary = "An HTTP route under /api/r/<workspace>/ with its own auth (token, API key, basic, HMAC, JWT)"
     config_schema = cfg.CONFIG_SCHEMA
+    secret_fields = tuple(f"auth.{name}" for name in cfg.SECRET_FIELDS)  # sealed at rest, masked in reads
 
     # -- config -------------------------------------------------------------------------------
     def check_config(self, config: dict[str, Any]) -> None:
@@ -64,9 +66,6 @@ class HttpRouteKind(TriggerKind):
                     f"{key[0]} {config['route_path']} clashes with the route of trigger {other_path!r}",
                     status=409)
         return config
-
-    def public_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        return cfg.masked(config)
 
     def args_from_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """main()'s arguments rebuilt from a stored event (replay): body args, then path params."""
@@ -94,6 +93,9 @@ class HttpRouteKind(TriggerKind):
             request, raw=config.get("raw", False), headers=config.get("include_headers") or [])
         hidden = secret_headers(trigger)
         payload["headers"] = {k: v for k, v in payload["headers"].items() if k not in hidden}
+        for name in config.get("include_headers") or ():  # nor an argument: the API key stays out of jobs
+            if name.lower() in hidden:
+                args.pop(header_arg_name(name), None)
         args.update(params)  # the path's own parameters win over body keys of the same name
         payload = {"trigger": trigger.path, "route": config["route_path"], **payload,
                    "params": params, "auth": verified.info}
