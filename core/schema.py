@@ -197,3 +197,33 @@ Index("events_by_trigger", events.c.trigger_id, events.c.received_at.desc())
 Index("events_by_script", events.c.workspace_id, events.c.script_path, events.c.received_at.desc())
 Index("events_by_received", events.c.received_at)
 Index("events_by_job", events.c.job_id, postgresql_where=text("job_id IS NOT NULL"))
+
+# Windmill-compatible variables. A secret's value is stored encrypted ("enc:v1:...", core/secrets.py).
+variables = Table(
+    "variables",
+    metadata,
+    Column("workspace_id", Text, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("is_secret", Boolean, nullable=False, server_default=text("false")),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+)
+# The log masker reads a workspace's secrets on its hot path.
+Index("variables_secrets", variables.c.workspace_id, postgresql_where=text("is_secret"))
+
+# Windmill-compatible resources (any JSON value); a script's state is a resource of type "state".
+resources = Table(
+    "resources",
+    metadata,
+    Column("workspace_id", Text, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("value", JSONB, nullable=False),
+    Column("resource_type", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=now),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=now),
+)

@@ -24,7 +24,7 @@ from headrace.core.worker import Worker
 
 from . import http_triggers
 from . import openapi
-from .api import events, jobs, meta, schedules, scripts, tokens, triggers
+from .api import events, jobs, meta, resources, schedules, scripts, tokens, triggers, variables
 from .auth import TokenCache
 from .http import MAX_BODY, error_response, json_errors
 from .keys import DB, KINDS, LANGUAGES, QUEUE, REGISTRY, SECRETS, SETTINGS, SINK, TOKENS, WAITER
@@ -109,7 +109,7 @@ def make_app(settings: Settings, registry: PluginRegistry | None = None, *, work
     app[LANGUAGES] = LanguageCatalog.from_registry(app[REGISTRY])
     app[KINDS] = TriggerKindCatalog.from_registry(app[REGISTRY])
     app[TOKENS] = TokenCache()
-    for module in (meta, tokens, scripts, jobs, triggers, schedules, events):
+    for module in (meta, tokens, scripts, jobs, triggers, schedules, events, variables, resources):
         app.add_routes(module.routes)
     _plugin_routes(app)
     openapi.add_route(app)
