@@ -17,6 +17,7 @@ from headrace.core.hookspecs import hookimpl
 from headrace.core.plugins import build_registry
 from headrace.core.secrets import is_encrypted
 from headrace.core.triggers import TriggerKind
+from headrace.hub.keys import SECRETS
 from headrace.plugins.triggers.http.config import MASK
 
 
@@ -261,3 +262,32 @@ async def test_listener_gets_clear_secrets_row_and_reads_do_not(vault_server, ad
     assert is_encrypted(stored["login"]["password"]) and secret not in json.dumps(stored)
     r = await client.get("/api/w/main/triggers/vaulttest/list", headers=h)
     assert [t["config"]["login"]["password"] for t in await r.json()] == [MASK]
+
+
+async def test_listener_whose_secret_does_not_decrypt_records_the_error(vault_server, admin_token, db):
+    client, kind = vault_server
+    h = {"Authorization": f"Bearer {admin_token}"}
+    r = await client.post("/api/w/main/scripts/create", headers=h, json={
+        "path": "f/t/noop", "language": "python3", "content": "def main(**kw):\n    return 1\n"})
+    assert r.status == 201, await r.text()
+    secret = new_secret()
+    r = await client.post("/api/w/main/triggers/vaulttest/create", headers=h, json={
+        "path": "f/t/vault", "script_path": "f/t/noop", "config": {"login": {"password": secret}}})
+    assert r.status == 201, await r.text()
+    await asyncio.wait_for(kind.seen.get(), 10)
+
+    # Sealed in another workspace: it does not decrypt here (the workspace is the associated data).
+    await db.execute("INSERT INTO workspaces (id, name) VALUES ('other', 'other') ON CONFLICT DO NOTHING")
+    box = client.server.app[SECRETS]
+    foreign = await box.encrypt("other", secret)
+    await db.execute(
+        "UPDATE triggers SET config = jsonb_set(config, '{login,password}', to_jsonb($1::text)), "
+        "updated_at = now() WHERE path = 'f/t/vault'", foreign)
+    await db.execute("SELECT pg_notify('headrace_triggers', 'main:vaulttest:x')")
+    for _ in range(500):
+        last_error = await db.fetchval("SELECT last_error FROM triggers WHERE path = 'f/t/vault'")
+        if last_error:
+            break
+        await asyncio.sleep(0.01)
+    assert "SecretError" in last_error and "config.login.password" in last_error
+    assert secret not in last_error and kind.seen.empty()
