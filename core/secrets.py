@@ -75,6 +75,10 @@ class SecretBox:
         self._master = AESGCM(master_key)
         self._keys: dict[str, AESGCM] = {}
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     @staticmethod
     def load_master_key(settings: Settings) -> bytes:
         """HEADRACE_MASTER_KEY (settings.master_key), else data_dir/master.key, created 0600 when missing."""

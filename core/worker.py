@@ -29,8 +29,10 @@ import asyncpg
 from . import queue_sql as sql
 from .config import Settings
 from .languages import JobContext, LanguageCatalog
+from .log_masking import SecretMasker
 from .process import kill_group
 from .queue import ClaimedJob, JobQueue, Outcome
+from .secrets import SecretBox
 from .tokens import JOB_SCOPES, TOKEN_PREFIX, hash_token, new_token
 
 log = logging.getLogger(__name__)
@@ -88,8 +90,11 @@ class Worker:
         tags: tuple[str, ...] = ("default",),
         name: str | None = None,
         dsn: str | None = None,
+        secrets: SecretBox | None = None,
     ):
         self.queue = JobQueue(pool)
+        # Masks secret values printed by jobs (None: logs are stored as printed).
+        self.masker = SecretMasker(secrets) if secrets is not None else None
         self.pool = pool
         self.languages = languages
         self.settings = settings
@@ -426,7 +431,13 @@ class Worker:
     async def _flush_logs(self) -> None:
         if self._logs:
             chunks, self._logs = self._logs, []
+            if self.masker is not None:
+                chunks = await self.masker.mask(chunks, self._workspace_of)
             await self.queue.append_logs(chunks)
+
+    def _workspace_of(self, job_id: uuid.UUID) -> str | None:
+        entry = self.running.get(job_id)
+        return entry.job.workspace_id if entry is not None else None
 
     async def _log_loop(self) -> None:
         while True:

@@ -75,7 +75,7 @@ async def _error_handlers(app: web.Application) -> AsyncIterator[None]:
 def _standalone_worker(slots: int):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         worker = Worker(app[DB].pool, app[LANGUAGES], app[SETTINGS], slots=slots,
-                        dsn=app[SETTINGS].database_url)
+                        dsn=app[SETTINGS].database_url, secrets=app[SECRETS])
         app[WORKER] = worker
         task = asyncio.create_task(worker.run(), name="standalone-worker")
         yield

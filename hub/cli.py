@@ -22,6 +22,7 @@ from headrace.core.migrate import migrate
 from headrace.core.plugins import build_registry
 from headrace.core import tokens as tok
 from headrace.core.schema import workspaces
+from headrace.core.secrets import SecretBox
 from headrace.core.worker import Worker
 
 EXTENSIONS = {".py": "python3", ".sh": "bash", ".ts": "bun", ".go": "go"}
@@ -71,7 +72,8 @@ async def _run_worker(settings: Settings, tags: tuple[str, ...]) -> None:
         await migrate(db.engine)
         registry = build_registry()
         worker = Worker(db.pool, LanguageCatalog.from_registry(registry), settings,
-                        slots=settings.worker_slots, tags=tags, dsn=url)
+                        slots=settings.worker_slots, tags=tags, dsn=url,
+                        secrets=SecretBox(db.engine, SecretBox.load_master_key(settings)))
         task = asyncio.create_task(worker.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
