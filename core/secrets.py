@@ -28,7 +28,7 @@ MASTER_KEY_FILE = "master.key"
 _WRAP_AAD = b"headrace-workspace-key:"
 
 
-class SecretError(Exception):
+class SecretError(ValueError):
     """A secret cannot be read: malformed, tampered with, or encrypted under another key."""
 
 

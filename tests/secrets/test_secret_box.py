@@ -96,3 +96,38 @@ def test_master_key_from_settings_or_file(tmp_path):
     path.write_text("garbage")
     with pytest.raises(SecretError, match="master.key"):
         SecretBox.load_master_key(s)
+
+
+def test_cli_worker_refuses_a_malformed_master_key_clearly(db_url, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DATABASE_URL": db_url, "HEADRACE_MASTER_KEY": "bm90LTMyLWJ5dGVz",
+           "HEADRACE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "headrace.hub.cli", "worker"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "headrace: HEADRACE_MASTER_KEY must be base64 of exactly 32 bytes" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+async def test_api_reports_a_secret_that_does_not_decrypt(api, db_url):
+    import asyncpg
+
+    from headrace.core.db import plain_dsn
+
+    r = await api.post("variables/create", {"path": "u/admin/s", "value": "v-secret", "is_secret": True})
+    assert r.status == 201
+    conn = await asyncpg.connect(plain_dsn(db_url))
+    try:
+        stored = await conn.fetchval("SELECT value FROM variables WHERE path = 'u/admin/s'")
+        raw = bytearray(base64.b64decode(stored[len("enc:v1:"):]))
+        raw[20] ^= 0xFF
+        await conn.execute("UPDATE variables SET value = $1 WHERE path = 'u/admin/s'",
+                           "enc:v1:" + base64.b64encode(bytes(raw)).decode())
+    finally:
+        await conn.close()
+    r = await api.get("variables/get_value/u/admin/s")
+    err = (await r.json())["error"]
+    assert r.status == 500 and err["code"] == "secret_unreadable" and "tampered" in err["message"]
+    assert "v-secret" not in await r.text()
