@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from . import variables
 from .secrets import SecretBox
@@ -66,7 +66,7 @@ class SecretMasker:
         try:
             async with self.box.engine.connect() as conn:
                 values = await variables.secret_values(conn, self.box, workspace)
-        except Exception as exc:  # a secret that does not decrypt cannot be used by a job either
+        except Exception as exc:  # noqa: BLE001 (masking must never lose a log; an undecryptable secret is unusable anyway)
             log.warning("cannot load the secrets of workspace %r to mask logs: %s", workspace, exc)
             previous = self._patterns.get(workspace)
             return previous[1] if previous else None

@@ -5,9 +5,12 @@ A script's state is a resource of type ``state`` at ``{script_path}/user``. ``in
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import delete as sql_delete, func, insert, select, update as sql_update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, insert, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,7 +27,7 @@ MAX_DEPTH = 50
 VAR_PREFIX = "$var:"
 RES_PREFIX = "$res:"
 
-__all__ = ["InputError", "PathTaken", "check_path", "UnresolvedReference", "TooDeep"]
+__all__ = ["InputError", "PathTaken", "TooDeep", "UnresolvedReference", "check_path"]
 
 
 class UnresolvedReference(Exception):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import delete as sql_delete, func, insert, select, update as sql_update
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, insert, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 

@@ -7,7 +7,6 @@ be exactly 404 (TypeScript's ``getState()`` on a first run depends on it). Pytho
 from __future__ import annotations
 
 from aiohttp import web
-
 from headrace.core import resources as store
 from headrace.core.variables import check_description, check_path
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from aiohttp import web
-
 from headrace.core import variables as store
 from headrace.core.secrets import SecretError
 

@@ -7,12 +7,11 @@ import os
 import stat
 
 import pytest
-from sqlalchemy import insert, select
-
 from headrace.core.config import Settings
 from headrace.core.db import make_engine
 from headrace.core.schema import workspaces
 from headrace.core.secrets import SecretBox, SecretError, is_encrypted
+from sqlalchemy import insert, select
 
 
 @pytest.fixture
@@ -104,7 +103,7 @@ def test_cli_worker_refuses_a_malformed_master_key_clearly(db_url, tmp_path):
 
     env = {**os.environ, "DATABASE_URL": db_url, "HEADRACE_MASTER_KEY": "bm90LTMyLWJ5dGVz",
            "HEADRACE_DATA_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "headrace.hub.cli", "worker"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "headrace.hub.cli", "worker"], env=env, check=False,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "headrace: HEADRACE_MASTER_KEY must be base64 of exactly 32 bytes" in proc.stderr
@@ -113,7 +112,6 @@ def test_cli_worker_refuses_a_malformed_master_key_clearly(db_url, tmp_path):
 
 async def test_api_reports_a_secret_that_does_not_decrypt(api, db_url):
     import asyncpg
-
     from headrace.core.db import plain_dsn
 
     r = await api.post("variables/create", {"path": "u/admin/s", "value": "v-secret", "is_secret": True})
