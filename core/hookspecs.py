@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from aiohttp import web
 
     from .languages import Language
+    from .resource_types import ResourceType
     from .triggers import TriggerKind
 
 PROJECT = "headrace"
@@ -40,6 +41,17 @@ def headrace_trigger_kinds() -> Iterable["TriggerKind"]:
     running by the supervisor in exactly one server) or ``route()``/``handle()`` (an HTTP trigger served
     under ``/api/r/``). Kinds reach the queue only through the event ledger (:mod:`headrace.core.ledger`).
     When two plugins offer the same id, the one registered last wins (as for languages).
+    """
+
+
+@hookspec
+def headrace_resource_types() -> Iterable["ResourceType"]:
+    """Return resource types: :class:`headrace.core.resource_types.ResourceType` instances.
+
+    Each has a ``name`` (Windmill's type names where one exists: ``postgresql``, ``smtp``...), the JSON
+    Schema of its values and a description. A resource saved with a registered type is checked against
+    that schema (a 400 names the field); ``any`` and ``state`` need no registration, and other names are
+    refused. ``$var:`` references in string fields are checked as strings, before interpolation.
     """
 
 

@@ -25,6 +25,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "headrace.plugins.languages.typescript",
     "headrace.plugins.languages.go",
     "headrace.plugins.triggers.schedule",
+    "headrace.plugins.resource_types",
 )
 
 ENTRY_POINT_GROUP = "headrace"

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from . import variables
 from .schema import resources
 from .secrets import SecretBox
+from .resource_types import ResourceTypeCatalog, ResourceValueError
 from .variables import InputError, PathTaken, check_path
 
 # Types every workspace accepts without registration: both Windmill clients write state as "state",
@@ -47,6 +48,7 @@ class TooDeep(Exception):
 
 
 def check_type(resource_type: Any, known: Iterable[str] = ()) -> str:
+    """The type name, if it is "any", "state" or one in ``known`` (registered by a plugin)."""
     if resource_type is None:
         raise InputError("resource_type", "field 'resource_type' is required")
     if not isinstance(resource_type, str):
@@ -71,10 +73,20 @@ def _where(workspace_id: str, path: str):
     return (resources.c.workspace_id == workspace_id, resources.c.path == path)
 
 
+def _check_value(types: ResourceTypeCatalog | None, resource_type: str, value: Any) -> None:
+    if types is not None:
+        try:
+            types.check(resource_type, value)
+        except ResourceValueError as exc:
+            raise InputError(exc.field, exc.message) from None
+
+
 async def create(
     conn: AsyncConnection, workspace_id: str, *, path: str, value: Any, resource_type: str,
     description: str = "", created_by: str = "admin", update_if_exists: bool = False,
+    types: ResourceTypeCatalog | None = None,
 ) -> None:
+    _check_value(types, resource_type, value)
     try:
         async with conn.begin_nested():
             await conn.execute(insert(resources).values(
@@ -84,14 +96,25 @@ async def create(
     except IntegrityError:
         if not update_if_exists:
             raise PathTaken(path) from None
-        await update(conn, workspace_id, path, value=value, resource_type=resource_type, description=description)
+        await update(conn, workspace_id, path, value=value, resource_type=resource_type, description=description,
+                     types=types)
 
 
 async def update(
     conn: AsyncConnection, workspace_id: str, path: str, *, value: Any = ..., resource_type: str | None = None,
-    description: str | None = None, new_path: str | None = None,
+    description: str | None = None, new_path: str | None = None, types: ResourceTypeCatalog | None = None,
 ) -> bool:
-    """Change what is given (``value=...`` leaves the value); False when there is no resource at ``path``."""
+    """Change what is given (``value=...`` leaves the value); False when there is no resource at ``path``.
+
+    With ``types``, the value that results must fit its (possibly new) resource type.
+    """
+    if types is not None and (value is not ... or resource_type is not None):
+        current = (await conn.execute(
+            select(resources.c.value, resources.c.resource_type).where(*_where(workspace_id, path)).with_for_update()
+        )).first()
+        if current is None:
+            return False
+        _check_value(types, resource_type or current.resource_type, current.value if value is ... else value)
     changes: dict[str, Any] = {"updated_at": func.now()}
     if value is not ...:
         changes["value"] = value

@@ -17,6 +17,7 @@ from headrace.core.migrate import migrate
 from headrace.core.plugins import PluginRegistry, build_registry
 from headrace.core.ledger import EventSink
 from headrace.core.queue import JobQueue
+from headrace.core.resource_types import ResourceTypeCatalog
 from headrace.core.secrets import SecretBox
 from headrace.core.supervisor import Supervisor
 from headrace.core.triggers import TriggerKindCatalog
@@ -27,7 +28,7 @@ from . import openapi
 from .api import events, jobs, meta, resources, schedules, scripts, tokens, triggers, variables
 from .auth import TokenCache
 from .http import MAX_BODY, error_response, json_errors
-from .keys import DB, KINDS, LANGUAGES, QUEUE, REGISTRY, SECRETS, SETTINGS, SINK, TOKENS, WAITER
+from .keys import DB, KINDS, LANGUAGES, QUEUE, REGISTRY, RESOURCE_TYPES, SECRETS, SETTINGS, SINK, TOKENS, WAITER
 from .waiter import JobWaiter
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def make_app(settings: Settings, registry: PluginRegistry | None = None, *, work
     app[REGISTRY] = registry or build_registry()
     app[LANGUAGES] = LanguageCatalog.from_registry(app[REGISTRY])
     app[KINDS] = TriggerKindCatalog.from_registry(app[REGISTRY])
+    app[RESOURCE_TYPES] = ResourceTypeCatalog.from_registry(app[REGISTRY])
     app[TOKENS] = TokenCache()
     for module in (meta, tokens, scripts, jobs, triggers, schedules, events, variables, resources):
         app.add_routes(module.routes)

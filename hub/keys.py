@@ -28,3 +28,7 @@ from headrace.core.triggers import TriggerKindCatalog  # noqa: E402
 
 KINDS = web.AppKey("trigger_kinds", TriggerKindCatalog)
 SINK = web.AppKey("event_sink", EventSink)
+
+from headrace.core.resource_types import ResourceTypeCatalog  # noqa: E402
+
+RESOURCE_TYPES = web.AppKey("resource_types", ResourceTypeCatalog)

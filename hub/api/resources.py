@@ -12,7 +12,7 @@ from headrace.core.variables import check_description, check_path
 
 from ..auth import require
 from ..http import ApiError, json_response, read_json
-from ..keys import DB, REGISTRY, SECRETS
+from ..keys import DB, RESOURCE_TYPES, SECRETS
 from .variables import MAX_LIMIT, _limit, api_errors
 
 routes = web.RouteTableDef()
@@ -25,15 +25,8 @@ def _missing(path: str) -> ApiError:
 
 
 def known_types(app: web.Application) -> list[str]:
-    """Resource types registered by plugins (``headrace_resource_types``), besides "any" and "state"."""
-    hook = getattr(app[REGISTRY].hook, "headrace_resource_types", None)
-    if hook is None:
-        return []
-    names: list[str] = []
-    for group in hook():
-        for item in group or ():
-            names.append(item if isinstance(item, str) else getattr(item, "id", str(item)))
-    return names
+    """Every accepted type name: "any", "state" and those plugins register (headrace_resource_types)."""
+    return app[RESOURCE_TYPES].names()
 
 
 def _value(body: dict):
@@ -99,6 +92,16 @@ async def list_resources(request: web.Request) -> web.Response:
     return json_response(rows)
 
 
+@routes.get(R + "/type/list")
+async def list_resource_types(request: web.Request) -> web.Response:
+    await require(request, "resources:read")
+    types = request.app[RESOURCE_TYPES]
+    listed = [{"name": name, "schema": None, "description": "any JSON value"} for name in ("any", "state")]
+    listed += [{"name": t.name, "schema": t.schema, "description": t.description}
+               for t in sorted(types.by_name.values(), key=lambda t: t.name)]
+    return json_response(listed)
+
+
 @routes.post(R + "/create")
 async def create_resource(request: web.Request) -> web.Response:
     p = await require(request, "resources:write")
@@ -111,7 +114,8 @@ async def create_resource(request: web.Request) -> web.Response:
         description = check_description(body.get("description"))
         async with request.app[DB].engine.begin() as conn:
             await store.create(conn, p.workspace_id, path=path, value=value, resource_type=resource_type,
-                               description=description, created_by=p.owner, update_if_exists=update_if_exists)
+                               description=description, created_by=p.owner, update_if_exists=update_if_exists,
+                               types=request.app[RESOURCE_TYPES])
     return web.Response(text=path, status=201, content_type="text/plain")
 
 
@@ -121,8 +125,9 @@ async def update_value(request: web.Request) -> web.Response:
     path = request.match_info["path"]
     body = await read_json(request)
     value = _value(body)
-    async with request.app[DB].engine.begin() as conn:
-        found = await store.update(conn, p.workspace_id, path, value=value)
+    with api_errors():
+        async with request.app[DB].engine.begin() as conn:
+            found = await store.update(conn, p.workspace_id, path, value=value, types=request.app[RESOURCE_TYPES])
     if not found:
         raise _missing(path)
     return web.Response(text=path, content_type="text/plain")
@@ -140,7 +145,8 @@ async def update_resource(request: web.Request) -> web.Response:
         description = check_description(body.get("description")) if "description" in body else None
         async with request.app[DB].engine.begin() as conn:
             found = await store.update(conn, p.workspace_id, path, value=body.get("value", ...),
-                                       resource_type=resource_type, description=description, new_path=new_path)
+                                       resource_type=resource_type, description=description, new_path=new_path,
+                                       types=request.app[RESOURCE_TYPES])
     if not found:
         raise _missing(path)
     return web.Response(text=new_path or path, content_type="text/plain")
@@ -192,6 +198,11 @@ def _document() -> None:
             "Every resource", "resources", doc.ok(doc.array(resource)), scope="resources:read",
             query=[doc.Query("resource_type", doc.STR, "comma-separated types"), doc.Query("path_start", doc.STR),
                    doc.Query("per_page", doc.int_range(1, MAX_LIMIT))]),
+        ("GET", f"{w}/type/list"): doc.Op(
+            "Resource types: \"any\", \"state\" and those plugins register, with the JSON Schema of their values",
+            "resources", doc.ok(doc.array(doc.obj(["name", "description"], name=doc.STR, schema=doc.ANY,
+                                                   description=doc.STR))),
+            scope="resources:read"),
         ("POST", f"{w}/create"): doc.Op(
             "Create a resource (a script's state is one of type \"state\")", "resources",
             {**doc.text("the path", 201), **doc.err(409, "path taken")}, scope="resources:write",

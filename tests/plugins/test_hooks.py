@@ -17,7 +17,7 @@ from headrace.hub.auth import require
 from headrace.hub.http import json_response
 from headrace.hub.keys import DB
 
-TESTED_HOOKS = {"headrace_languages", "headrace_routes", "headrace_startup", "headrace_trigger_kinds"}
+TESTED_HOOKS = {"headrace_languages", "headrace_routes", "headrace_startup", "headrace_trigger_kinds", "headrace_resource_types"}
 
 
 def _registry(*plugins):
@@ -260,3 +260,41 @@ async def test_hook_headrace_languages_later_plugin_replaces_a_builtin(start, ad
     assert r.status == 201
     r = await client.post("/api/w/main/jobs/run_wait_result/p/u/admin/p", headers=h, json={})
     assert (r.status, await r.json()) == (200, "not really python")
+
+
+class WeatherTypePlugin:
+    @hookimpl
+    def headrace_resource_types(self):
+        from headrace.core.resource_types import ResourceType
+
+        return [ResourceType("weather_api", {"type": "object", "required": ["api_key"],
+                                             "properties": {"api_key": {"type": "string"}, "units": {"enum": ["metric", "imperial"]}}},
+                             "A weather service account")]
+
+
+async def test_hook_headrace_resource_types(start, admin_token):
+    client = await start(WeatherTypePlugin())
+    h = auth(admin_token)
+    r = await client.get("/api/w/main/resources/type/list", headers=h)
+    listed = {t["name"]: t for t in await r.json()}
+    assert {"any", "state", "postgresql", "weather_api"} <= set(listed)
+    assert listed["weather_api"]["description"] == "A weather service account"
+    # A value of the plugin's type is checked against its schema, naming the field...
+    r = await client.post("/api/w/main/resources/create", headers=h, json={
+        "path": "u/admin/w", "resource_type": "weather_api", "value": {"units": "kelvin", "api_key": "k"}})
+    assert r.status == 400 and (await r.json())["error"]["field"] == "value.units"
+    r = await client.post("/api/w/main/resources/create", headers=h, json={
+        "path": "u/admin/w", "resource_type": "weather_api", "value": {"units": "metric"}})
+    assert r.status == 400 and (await r.json())["error"]["field"] == "value.api_key"
+    # ...and accepted when it fits, including later value updates.
+    r = await client.post("/api/w/main/resources/create", headers=h, json={
+        "path": "u/admin/w", "resource_type": "weather_api", "value": {"api_key": "$var:u/admin/key"}})
+    assert r.status == 201, await r.text()
+    r = await client.post("/api/w/main/resources/update_value/u/admin/w", headers=h, json={"value": {"units": "metric"}})
+    assert r.status == 400 and (await r.json())["error"]["field"] == "value.api_key"
+    r = await client.post("/api/w/main/resources/update_value/u/admin/w", headers=h,
+                          json={"value": {"api_key": "k2", "units": "imperial"}})
+    assert r.status == 200
+    r = await client.get("/api/w/main/resources/get_value/u/admin/w", headers=h)
+    assert await r.json() == {"api_key": "k2", "units": "imperial"}
+

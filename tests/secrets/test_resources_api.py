@@ -121,3 +121,17 @@ async def test_bad_input_names_the_field(api):
     assert await r.json() == 2
     r = await api.post("resources/update_value/u/admin/r", {"val": 3})
     assert r.status == 400 and (await r.json())["error"]["field"] == "value"
+
+
+async def test_builtin_resource_types_check_their_values(api):
+    r = await api.post("resources/create", {"path": "u/admin/db", "resource_type": "postgresql",
+                                            "value": {"host": "db.local", "port": "not-a-var-but-a-string-is-ok"}})
+    assert r.status == 400 and (await r.json())["error"]["field"] == "value.dbname"
+    r = await api.post("resources/create", {"path": "u/admin/db", "resource_type": "postgresql",
+                                            "value": {"host": "db.local", "port": 5432, "dbname": "app",
+                                                      "password": "$var:u/admin/pg_password"}})
+    assert r.status == 201, await r.text()
+    r = await api.post("resources/update/u/admin/db", {"resource_type": "smtp"})
+    assert r.status == 200  # the stored value has a host, which is all smtp requires
+    r = await api.post("resources/update/u/admin/db", {"resource_type": "s3"})
+    assert r.status == 400 and (await r.json())["error"]["field"] == "value.bucket"
