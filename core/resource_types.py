@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import jsonschema
+from .json_schema import first_error, validator_for
 
 # Types every workspace has: Windmill's clients save state as "state" and default to "any".
 UNCHECKED = ("any", "state")
@@ -45,14 +45,8 @@ class ResourceTypeCatalog:
             return
         validator = self._validators.get(type_name)
         if validator is None:
-            validator = jsonschema.validators.validator_for(rtype.schema)(rtype.schema)
-            self._validators[type_name] = validator
-        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
-        if errors:
-            err = errors[0]
-            path = ".".join(str(p) for p in err.path)
-            if err.validator == "required":
-                missing = next((r for r in err.validator_value if r not in (err.instance or {})), None)
-                path = ".".join(p for p in (path, missing) if p)
-            name = "value" + (f".{path}" if path else "")
-            raise ResourceValueError(name, f"{name}: {err.message} (resource type {type_name!r})")
+            validator = self._validators[type_name] = validator_for(rtype.schema)
+        error = first_error(validator, value, "value")
+        if error is not None:
+            field, message = error
+            raise ResourceValueError(field, f"{message} (resource type {type_name!r})")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import jsonschema
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import trigger_secrets
+from .json_schema import first_error, validator_for
 from .schema import scripts, triggers
 from .scripts import PATH_RE
 from .secrets import SecretBox
@@ -34,16 +34,9 @@ def row_to_trigger(row) -> Trigger:
 def check_config(kind: TriggerKind, config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise TriggerInputError("config", "config must be a JSON object")
-    validator = jsonschema.validators.validator_for(kind.config_schema)(kind.config_schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
-    if errors:
-        err = errors[0]
-        path = ".".join(str(p) for p in err.path)
-        if err.validator == "required":
-            missing = next((r for r in err.validator_value if r not in (err.instance or {})), None)
-            path = ".".join(p for p in (path, missing) if p)
-        field = "config" + (f".{path}" if path else "")
-        raise TriggerInputError(field, f"{field}: {err.message}")
+    error = first_error(validator_for(kind.config_schema), config, "config")
+    if error is not None:
+        raise TriggerInputError(*error)
     try:
         kind.check_config(config)
     except TriggerConfigError as exc:
