@@ -28,6 +28,9 @@ class Settings:
     # A running job whose worker has not pinged for this long is requeued.
     zombie_after_s: float = 30.0
     kill_grace_s: float = 3.0
+    # On SIGTERM a worker stops claiming and lets running jobs finish for this long; the rest are
+    # killed and handed back to the queue.
+    shutdown_grace_s: float = 10.0
     # Event ledger rows older than this many days are deleted (0 keeps them forever).
     event_retention_days: float = 30.0
     # Installed dependencies and compiled scripts, shared by jobs; None means data_dir/cache.
@@ -52,6 +55,7 @@ class Settings:
             ("HEADRACE_ZOMBIE_AFTER_S", "zombie_after_s", float),
             ("HEADRACE_MAX_BODY_BYTES", "max_body_bytes", int),
             ("HEADRACE_EVENT_RETENTION_DAYS", "event_retention_days", float),
+            ("HEADRACE_SHUTDOWN_GRACE_S", "shutdown_grace_s", float),
         ):
             if env.get(name):
                 setattr(s, attr, conv(env[name]))

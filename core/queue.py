@@ -129,6 +129,11 @@ class JobQueue:
         """Put a failed attempt back after its backoff; seconds until it is due, None if not owned."""
         return await self.pool.fetchval(sql.RETRY, job_id, fence)
 
+    async def requeue(self, worker: str, jobs: list[tuple[uuid.UUID, int]]) -> list[uuid.UUID]:
+        """Give back jobs this worker claimed and will not finish (with the fence it claimed them with)."""
+        rows = await self.pool.fetch(sql.REQUEUE_OWN, [j[0] for j in jobs], [j[1] for j in jobs], worker)
+        return [r["id"] for r in rows]
+
     async def sweep_zombies(self, after_s: float) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
         """Requeue jobs of dead workers; fail those that exhausted their restarts."""
         async with self.pool.acquire() as conn:

@@ -131,6 +131,18 @@ WITH z AS (
 SELECT id, pg_notify('{CHANNEL_JOBS}', tag) FROM z
 """
 
+# A stopping worker hands back the jobs it abandons (parallel arrays: id, fence).
+REQUEUE_OWN = f"""
+WITH r AS (
+  UPDATE queue q
+  SET running = false, worker = NULL, started_at = NULL, last_ping = NULL, scheduled_for = now()
+  FROM unnest($1::uuid[], $2::int[]) AS t(id, fence)
+  WHERE q.id = t.id AND q.fence = t.fence AND q.running AND q.worker = $3
+  RETURNING q.id, q.tag
+)
+SELECT id, pg_notify('{CHANNEL_JOBS}', tag) FROM r
+"""
+
 FAIL_ZOMBIES = f"""
 WITH moved AS (
   DELETE FROM queue

@@ -107,6 +107,7 @@ class Worker:
         self.running: dict[uuid.UUID, _Running] = {}
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
+        self._draining = asyncio.Event()
         self._finished: list[_Running] = []
         self._finished_ready = asyncio.Event()
         self._logs: list[tuple[uuid.UUID, str]] = []
@@ -194,8 +195,24 @@ class Worker:
 
     # -- claiming and running -------------------------------------------------------------
 
+    async def drain(self, grace_s: float) -> bool:
+        """Stop claiming and give running jobs up to ``grace_s`` to finish; True if they all did.
+
+        Cancel ``run()`` afterwards: jobs still running then are killed and requeued at once.
+        """
+        self._draining.set()
+        self._wake.set()
+        self._slot_free.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.running and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return not self.running
+
     async def _claim_loop(self) -> None:
         while True:
+            if self._draining.is_set():
+                await asyncio.Future()  # claim nothing more; run() is cancelled by whoever drains
             free = self.slots - len(self.running)
             if free <= 0:
                 self._slot_free.clear()
@@ -487,7 +504,7 @@ class Worker:
                 log.warning("zombie sweep failed: %s", exc)
 
     async def _abandon_running(self) -> None:
-        """On shutdown: kill running jobs (the zombie sweep requeues their rows), complete finished ones."""
+        """On shutdown: kill running jobs and requeue their rows, complete finished ones."""
         for task in self._side_tasks:
             task.cancel()
         running = [e for e in self.running.values() if e.task is not None and not e.finishing]
@@ -495,6 +512,12 @@ class Worker:
             entry.lost = True
             entry.task.cancel()
         await asyncio.gather(*(e.task for e in running), return_exceptions=True)
+        if running:
+            # Back to the queue now rather than after the zombie timeout; the fence keeps this safe.
+            try:
+                await self.queue.requeue(self.name, [(e.job.id, e.job.fence) for e in running])
+            except Exception as exc:
+                log.warning("could not requeue %d abandoned jobs (the zombie sweep will): %s", len(running), exc)
         try:
             await asyncio.wait_for(self._complete_finished(), SHUTDOWN_COMPLETE_S)
         except (asyncio.TimeoutError, Exception) as exc:

@@ -80,6 +80,7 @@ def _standalone_worker(slots: int):
         app[WORKER] = worker
         task = asyncio.create_task(worker.run(), name="standalone-worker")
         yield
+        await worker.drain(app[SETTINGS].shutdown_grace_s)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     return ctx

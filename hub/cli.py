@@ -76,8 +76,22 @@ async def _run_worker(settings: Settings, tags: tuple[str, ...]) -> None:
                         secrets=SecretBox(db.engine, SecretBox.load_master_key(settings)))
         task = asyncio.create_task(worker.run())
         loop = asyncio.get_running_loop()
+        stopping: list[asyncio.Task] = []
+
+        def stop() -> None:
+            # First signal: let running jobs finish (up to the grace period); a second one: stop now.
+            if stopping:
+                task.cancel()
+                return
+            print(f"stopping: running jobs get {settings.shutdown_grace_s:g} s to finish", flush=True)
+
+            async def drain_then_cancel() -> None:
+                await worker.drain(settings.shutdown_grace_s)
+                task.cancel()
+            stopping.append(asyncio.create_task(drain_then_cancel()))
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
+            loop.add_signal_handler(sig, stop)
         print(f"worker {worker.name}: {worker.slots} slots, tags {list(tags)}", flush=True)
         await asyncio.gather(task, return_exceptions=True)
     finally:

@@ -250,7 +250,7 @@ async def test_in_process_jobs_finish_inline_or_after_waiting(queue, pool, start
     assert {r["attempts"] for r in rows} == {1}
 
 
-async def test_worker_shutdown_kills_running_jobs_and_leaves_them_for_the_sweep(
+async def test_worker_shutdown_kills_running_jobs_and_hands_them_back(
     scripts, queue, pool, start_worker
 ):
     job = await scripts.job('echo pid=$$\nsleep 30')
@@ -261,5 +261,5 @@ async def test_worker_shutdown_kills_running_jobs_and_leaves_them_for_the_sweep(
     await asyncio.gather(worker.task, return_exceptions=True)
     assert not _alive(pid)
     row = await pool.fetchrow("SELECT running, worker FROM queue WHERE id = $1", job.id)
-    assert row["running"] and row["worker"] == worker.name  # the zombie sweep will requeue it
+    assert not row["running"] and row["worker"] is None  # back in the queue, no zombie timeout needed
     assert await pool.fetchval("SELECT count(*) FROM completed_jobs") == 0
