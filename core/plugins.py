@@ -49,6 +49,8 @@ class PluginInfo:
     error: str | None = None
     # The distribution that provides the plugin (``headrace`` for built-in ones).
     package: str | None = None
+    # Ids this plugin offers that another plugin's replace (the one registered last wins).
+    overridden: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -65,16 +67,43 @@ class PluginRegistry:
     def describe(self) -> list[PluginInfo]:
         """Every loaded plugin with the hooks it implements, then every plugin that failed to load."""
         infos = []
+        overridden = self.overridden()
         for name, plugin in self.pm.list_name_plugin():
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             infos.append(PluginInfo(
                 name, self.versions.get(name), hooks, name in DEFAULT_PLUGINS,
-                package=self.packages.get(name),
+                package=self.packages.get(name), overridden=overridden.get(name, []),
             ))
         for err in self.load_errors:
             infos.append(PluginInfo(err.name, err.version, [], err.name in DEFAULT_PLUGINS, err.error,
                                     package=err.package))
         return infos
+
+
+    def overridden(self) -> dict[str, list[str]]:
+        """Per plugin, the ids it offers that a later-registered plugin offers too (and so replaces)."""
+        owners: dict[str, list[str]] = {}  # "language python3" -> plugin names, in registration order
+        for hook_name, label, key in _ID_HOOKS:
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                try:
+                    items = impl.function() or ()
+                except Exception:  # reported elsewhere when the hook is called for real
+                    continue
+                for item in items:
+                    owners.setdefault(f"{label} {key(item)!r}", []).append(impl.plugin_name)
+        out: dict[str, list[str]] = {}
+        for what, names in owners.items():
+            for loser in names[:-1]:
+                out.setdefault(loser, []).append(f"{what} is replaced by {names[-1]}")
+        return out
+
+
+# Hooks whose items carry an id that must be unique: (hook, what to call it, how to read the id).
+_ID_HOOKS = (
+    ("headrace_languages", "language", lambda x: x.id),
+    ("headrace_trigger_kinds", "trigger kind", lambda x: x.id),
+    ("headrace_resource_types", "resource type", lambda x: x.name),
+)
 
 
 def _dist(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:

@@ -141,6 +141,8 @@ def cmd_plugins(args) -> None:
     for i in infos:
         status = f"ERROR: {i.error}" if i.error else ", ".join(i.hooks)
         print(f"{i.name} {i.version or ''}".rstrip() + f"  [{status}]")
+        for note in i.overridden:
+            print(f"    warning: {note}")
 
 
 def cmd_token_create(args) -> None:

@@ -31,7 +31,7 @@ def test_pip_installed_plugin_is_listed(plugin_python, run_cli):
     example = _plugins(run_cli, plugin_python)["example"]
     assert example == {
         "name": "example", "version": "0.3.1", "package": "headrace-example", "builtin": False,
-        "hooks": ["headrace_languages", "headrace_routes"], "error": None,
+        "hooks": ["headrace_languages", "headrace_routes"], "error": None, "overridden": [],
     }
 
 
