@@ -1,0 +1,1 @@
+"""Trigger kinds, one package each (http, schedule; Kafka, WebSocket, email next). See docs/triggers.md."""
