@@ -94,6 +94,16 @@ async def make_token(db_url: str, workspace: str = "main", **kw) -> str:
 
 
 @pytest.fixture
+def token_for(db_url):
+    """async token_for(scopes=[...], workspace="main", **create_token kwargs) -> a new raw token."""
+
+    async def create(scopes=("*",), workspace="main", **kw) -> str:
+        return await make_token(db_url, workspace, scopes=list(scopes), **kw)
+
+    return create
+
+
+@pytest.fixture
 async def admin_token(db_url) -> str:
     return await make_token(db_url)
 

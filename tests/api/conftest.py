@@ -4,23 +4,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from headrace.core import tokens as tok
-from headrace.core.db import make_engine, plain_dsn
-
-
-@pytest.fixture
-def token_for(db_url):
-    """async token_for(scopes=[...], workspace="main", **create_token kwargs) -> a new raw token."""
-
-    async def create(scopes=("*",), workspace="main", **kw) -> str:
-        engine = make_engine(db_url)
-        try:
-            async with engine.begin() as conn:
-                return await tok.create_token(conn, workspace, scopes=list(scopes), **kw)
-        finally:
-            await engine.dispose()
-
-    return create
+from headrace.core.db import plain_dsn
 
 
 @pytest.fixture

@@ -68,18 +68,3 @@ def run_cli():
     return _run_cli
 
 
-@pytest.fixture
-def token_for(db_url):
-    """async token_for(scopes=[...], workspace="main", **kw) -> a new token on this test's database."""
-    from headrace.core import tokens as tok
-    from headrace.core.db import make_engine
-
-    async def create(scopes=("*",), workspace="main", **kw) -> str:
-        engine = make_engine(db_url)
-        try:
-            async with engine.begin() as conn:
-                return await tok.create_token(conn, workspace, scopes=list(scopes), **kw)
-        finally:
-            await engine.dispose()
-
-    return create

@@ -15,22 +15,6 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 
-@pytest.fixture
-def make_token_for(db_url):
-    from headrace.core import tokens as tok
-    from headrace.core.db import make_engine
-
-    async def create(workspace="main", scopes=("*",), **kw) -> str:
-        engine = make_engine(db_url)
-        try:
-            async with engine.begin() as conn:
-                return await tok.create_token(conn, workspace, scopes=list(scopes), **kw)
-        finally:
-            await engine.dispose()
-
-    return create
-
-
 async def _live(make_route, wait_route, server, route_path, tail, method="POST", **config):
     trigger = await make_route(route_path, method=method, **config)
     await wait_route(server, method, tail)
@@ -187,17 +171,17 @@ async def test_idempotency_key_returns_the_first_job(make_route, wait_route, ser
 
 # -- auth --------------------------------------------------------------------------------------
 
-async def test_auth_headrace_token(make_route, wait_route, server, api, make_token_for, db):
+async def test_auth_headrace_token(make_route, wait_route, server, api, token_for, db):
     await db.execute("INSERT INTO workspaces (id, name) VALUES ('other', 'Other')")
     await _live(make_route, wait_route, server, "/tok", "/main/tok", auth={"method": "token"}, request_type="sync")
     r = await server.post("/api/r/main/tok", json={"a": 1})
     assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
     r = await server.post("/api/r/main/tok", json={"a": 1}, headers={"Authorization": "Bearer nope"})
     assert r.status == 401
-    theirs = await make_token_for("other")
+    theirs = await token_for(workspace="other")
     r = await server.post("/api/r/main/tok", json={"a": 1}, headers={"Authorization": f"Bearer {theirs}"})
     assert r.status == 403 and "workspace" in (await r.json())["error"]["message"]
-    reader = await make_token_for(scopes=["jobs:read"])
+    reader = await token_for(["jobs:read"])
     r = await server.post("/api/r/main/tok", json={"a": 1}, headers={"Authorization": f"Bearer {reader}"})
     assert r.status == 403 and "jobs:run" in (await r.json())["error"]["message"]
     r = await server.post("/api/r/main/tok", json={"a": 1}, headers=api.headers)
@@ -406,7 +390,6 @@ async def test_jwks_unreachable_is_503(make_route, wait_route, server):
     token = jwt.encode({"exp": int(time.time()) + 60}, "x" * 32, algorithm="HS256", headers={"kid": "k"})
     r = await server.post("/api/r/main/rs", json={}, headers={"Authorization": f"Bearer {token}"})
     assert r.status == 503 and (await r.json())["error"]["code"] == "jwks_unavailable"
-
 
 
 async def test_replay_rebuilds_params_and_body(make_route, wait_route, server, api):
