@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from headrace.core import ledger, trigger_store
+from headrace.core import ledger
 from headrace.core.args import ArgsError
 from headrace.core.ledger import Event, ScriptMissing
 from headrace.core.retention import retention_loop
@@ -18,7 +18,7 @@ from ..auth import require
 from ..http import ApiError, json_response, read_json
 from ..keys import DB, KINDS, SETTINGS, SINK
 from ..request_args import args_from_payload
-from .triggers import kind_of
+from .triggers import find_trigger
 
 routes = web.RouteTableDef()
 
@@ -56,19 +56,9 @@ def _event_id(request: web.Request) -> uuid.UUID:
         raise ApiError(400, "invalid_id", f"{request.match_info['id']!r} is not an event id", field="id") from None
 
 
-async def _trigger(request: web.Request, scope: str):
-    p = await require(request, scope)
-    kind = kind_of(request)
-    async with request.app[DB].engine.connect() as conn:
-        t = await trigger_store.get(conn, p.workspace_id, kind.id, request.match_info["path"])
-    if t is None:
-        raise ApiError(404, "not_found", f"no {kind.id} trigger at {request.match_info['path']!r}")
-    return p, t
-
-
 @routes.get("/api/w/{workspace}/triggers/{kind}/events/{path:.+}")
 async def trigger_events(request: web.Request) -> web.Response:
-    p, t = await _trigger(request, "events:read")
+    p, _, t = await find_trigger(request, "events:read")
     status, limit = _filters(request)
     rows = await ledger.list_trigger_events(request.app[DB].pool, p.workspace_id, t.id, status=status, limit=limit)
     return json_response([event_json(r) for r in rows])
@@ -76,14 +66,14 @@ async def trigger_events(request: web.Request) -> web.Response:
 
 @routes.post("/api/w/{workspace}/triggers/{kind}/resume/{path:.+}")
 async def resume_suspended(request: web.Request) -> web.Response:
-    p, t = await _trigger(request, "triggers:write")
+    p, _, t = await find_trigger(request, "triggers:write")
     ids = await ledger.resume_suspended(request.app[DB].pool, p.workspace_id, t.id)
     return json_response({"resumed": len(ids), "job_ids": ids})
 
 
 @routes.post("/api/w/{workspace}/triggers/{kind}/cancel_suspended/{path:.+}")
 async def cancel_suspended(request: web.Request) -> web.Response:
-    p, t = await _trigger(request, "triggers:write")
+    p, _, t = await find_trigger(request, "triggers:write")
     body = await read_json(request, default={})
     reason = body.get("reason") or f"suspended events of {t.kind} trigger {t.path} canceled by {p.owner}"
     if not isinstance(reason, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from headrace.core import trigger_store as store
+from headrace.core.tokens import Principal
 from headrace.core.triggers import MODES, Trigger, TriggerKind
 
 from ..auth import require
@@ -70,19 +71,20 @@ async def list_triggers(request: web.Request) -> web.Response:
     return json_response([trigger_json(t, kind) for t in items])
 
 
-async def _get(request: web.Request, scope: str) -> tuple[TriggerKind, Trigger]:
+async def find_trigger(request: web.Request, scope: str) -> tuple[Principal, TriggerKind, Trigger]:
+    """The caller, the kind and the trigger named by the URL's {kind} and {path} (401/403/404 otherwise)."""
     p = await require(request, scope)
     kind = kind_of(request)
     async with request.app[DB].engine.connect() as conn:
         t = await store.get(conn, p.workspace_id, kind.id, request.match_info["path"])
     if t is None:
         raise ApiError(404, "not_found", f"no {kind.id} trigger at {request.match_info['path']!r}")
-    return kind, t
+    return p, kind, t
 
 
 @routes.get("/api/w/{workspace}/triggers/{kind}/get/{path:.+}")
 async def get_trigger(request: web.Request) -> web.Response:
-    kind, t = await _get(request, "triggers:read")
+    _, kind, t = await find_trigger(request, "triggers:read")
     return json_response(trigger_json(t, kind))
 
 
