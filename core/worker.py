@@ -420,6 +420,8 @@ class Worker:
                 except Exception:
                     self._finished.append(entry)
             batch = [e for e in batch if e not in self._finished]
+            if self._finished:  # those that could not be completed now are retried on the next pass
+                self._finished_ready.set()
         except Exception as exc:
             log.error("completing %d jobs failed, will retry: %s", len(batch), exc)
             self._finished = batch + self._finished
